@@ -1,0 +1,97 @@
+/* bench_util.h — what every pk benchmark shares: a clock, medians of interleaved trials, quick
+   mode, and one result-line format that bench/run.sh collects into bench/results.{md,json} and the
+   chart.
+
+   bench_result("cache", "get hit, 100k entries", pk_ns, "uthash LRU", peer_ns, "ns/op", "<= 0.5");
+   prints a human line and a machine line:
+     @result<TAB>group<TAB>measure<TAB>pk<TAB>peer-name<TAB>peer<TAB>unit<TAB>ratio<TAB>target<TAB>met
+   ratio = pk / peer (lower is better for times; for throughput-like units the benchmark passes the
+   figures so that the ratio still reads "pk over peer", and the target says which way it must go).
+   A target is "<= X", ">= X" or "-" (none). met is yes/no/-.
+
+   bench_note("...") prints a line that the runner keeps as a note (e.g. "uthash not installed:
+   apt-get install uthash-dev").
+
+   Environment: BENCH_QUICK=1 makes bench_quick() true: benchmarks shrink sizes and trials so the
+   whole `make bench QUICK=1` takes about a minute. BENCH_SMOKE=1 (used by `make test`) shrinks them
+   to a few milliseconds: nothing is timed seriously, the program only shows it still runs. */
+#ifndef PK_BENCH_UTIL_H
+#define PK_BENCH_UTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int bench_smoke(void)
+{
+    const char *s = getenv("BENCH_SMOKE");
+    return s && *s && *s != '0';
+}
+
+static int bench_quick(void)
+{
+    const char *s = getenv("BENCH_QUICK");
+    return bench_smoke() || (s && *s && *s != '0');
+}
+
+/* Scales a full-size count: full in a normal run, full/quick_div in quick mode, at least 1, and
+   tiny in smoke mode. */
+static size_t bench_scale(size_t full, size_t quick_div)
+{
+    size_t n = full;
+    if (bench_smoke()) n = full / (quick_div * 100 ? quick_div * 100 : 1);
+    else if (bench_quick()) n = full / (quick_div ? quick_div : 1);
+    return n ? n : 1;
+}
+
+static int bench__cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of n values (sorts them in place). */
+static double bench_median(double *v, int n)
+{
+    if (n <= 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, bench__cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* A sink the optimizer cannot see through. */
+static volatile uint64_t bench_sink;
+
+static void bench_result(const char *group, const char *measure, double pk, const char *peer_name,
+                         double peer, const char *unit, const char *target)
+{
+    double ratio = peer > 0 ? pk / peer : 0;
+    const char *met = "-";
+    double x;
+    if (target && (target[0] == '<' || target[0] == '>') && target[1] == '=') {
+        x = atof(target + 2);
+        met = (target[0] == '<' ? ratio <= x : ratio >= x) ? "yes" : "no";
+    }
+    printf("%-8s %-44s pk %12.2f %-8s | %-22s %12.2f | ratio %6.3f  target %-7s %s\n", group, measure, pk,
+           unit, peer_name, peer, ratio, target ? target : "-", met);
+    printf("@result\t%s\t%s\t%.6g\t%s\t%.6g\t%s\t%.4f\t%s\t%s\n", group, measure, pk, peer_name, peer, unit,
+           ratio, target ? target : "-", met);
+    fflush(stdout);
+}
+
+static void bench_note(const char *group, const char *text)
+{
+    printf("%-8s note: %s\n", group, text);
+    printf("@note\t%s\t%s\n", group, text);
+    fflush(stdout);
+}
+
+#endif /* PK_BENCH_UTIL_H */
