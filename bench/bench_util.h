@@ -1,3 +1,4 @@
+/* READ /work/main/DEVELOPERS.md FIRST: conventions, file layout, deadlines. */
 /* bench_util.h — what every pk benchmark shares: a clock, medians of interleaved trials, quick
    mode, and one result-line format that bench/run.sh collects into bench/results.{md,json} and the
    chart.

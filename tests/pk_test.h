@@ -1,3 +1,4 @@
+/* READ /work/main/DEVELOPERS.md FIRST: conventions, file layout, deadlines. */
 /* pk_test.h — the tiny test harness shared by pk's test programs.
 
    One test program = one C file that includes this header once. It gives:
