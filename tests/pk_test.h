@@ -39,12 +39,19 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *pk_test__name = "test";
-static int pk_test__passed, pk_test__failed; /* test functions */
-static long pk_test__checks, pk_test__check_failures;
-static int pk_test__cur_failed;
+/* Every helper is static and may go unused by a given test program. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PK_TEST__FN static __attribute__((unused))
+#else
+#define PK_TEST__FN static
+#endif
 
-static void pk_test__fail(const char *file, int line, const char *fmt, ...)
+static const char *pk_test__name = "test";
+PK_TEST__FN int pk_test__passed, pk_test__failed; /* test functions */
+PK_TEST__FN long pk_test__checks, pk_test__check_failures;
+PK_TEST__FN int pk_test__cur_failed;
+
+PK_TEST__FN void pk_test__fail(const char *file, int line, const char *fmt, ...)
 {
     va_list ap;
     __atomic_add_fetch(&pk_test__check_failures, 1, __ATOMIC_RELAXED);
@@ -80,7 +87,7 @@ static void pk_test__fail(const char *file, int line, const char *fmt, ...)
 
 #define PK_TEST(fn) pk_test__run(#fn, fn)
 
-static void pk_test__run(const char *name, void (*fn)(void))
+PK_TEST__FN void pk_test__run(const char *name, void (*fn)(void))
 {
     uint64_t t0, t1;
     struct timespec ts;
@@ -96,7 +103,7 @@ static void pk_test__run(const char *name, void (*fn)(void))
     fflush(stdout);
 }
 
-static void pk_test__on_alarm(int sig)
+PK_TEST__FN void pk_test__on_alarm(int sig)
 {
     static const char msg[] = "pk_test: watchdog expired (a hang?) — set PK_TEST_TIMEOUT to raise it\n";
     ssize_t r;
@@ -106,7 +113,7 @@ static void pk_test__on_alarm(int sig)
     _exit(124);
 }
 
-static void pk_test_main_begin(const char *name)
+PK_TEST__FN void pk_test_main_begin(const char *name)
 {
     const char *t = getenv("PK_TEST_TIMEOUT");
     unsigned secs = t ? (unsigned)atoi(t) : 300u;
@@ -117,7 +124,7 @@ static void pk_test_main_begin(const char *name)
     fflush(stdout);
 }
 
-static int pk_test_main_end(void)
+PK_TEST__FN int pk_test_main_end(void)
 {
     printf("%s: %ld checks, %ld failed checks\n", pk_test__name, pk_test__checks, pk_test__check_failures);
     printf("%s: %d passed, %d failed\n", pk_test__name, pk_test__passed, pk_test__failed);
@@ -127,14 +134,14 @@ static int pk_test_main_end(void)
 
 /* ---- time and randomness ---- */
 
-static uint64_t pk_test_now_ns(void)
+PK_TEST__FN uint64_t pk_test_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void pk_test_sleep_ns(uint64_t ns)
+PK_TEST__FN void pk_test_sleep_ns(uint64_t ns)
 {
     struct timespec ts;
     ts.tv_sec = (time_t)(ns / 1000000000u);
@@ -143,7 +150,7 @@ static void pk_test_sleep_ns(uint64_t ns)
     }
 }
 
-static uint64_t pk_test_rand(uint64_t *state)
+PK_TEST__FN uint64_t pk_test_rand(uint64_t *state)
 {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -151,7 +158,7 @@ static uint64_t pk_test_rand(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-static long pk_test_scale(long n)
+PK_TEST__FN long pk_test_scale(long n)
 {
     const char *s = getenv("PK_TEST_SLOW");
     if (s && *s && *s != '0') n /= 8;
@@ -160,21 +167,21 @@ static long pk_test_scale(long n)
 
 /* ---- allocation-failure injection ---- */
 
-static long pk_test__alloc_live, pk_test__alloc_count, pk_test__alloc_injected;
-static long pk_test__alloc_fail_at;    /* absolute allocation number that fails; 0 = none */
-static long pk_test__alloc_fail_every; /* every k-th fails; 0 = off */
+PK_TEST__FN long pk_test__alloc_live, pk_test__alloc_count, pk_test__alloc_injected;
+PK_TEST__FN long pk_test__alloc_fail_at;    /* absolute allocation number that fails; 0 = none */
+PK_TEST__FN long pk_test__alloc_fail_every; /* every k-th fails; 0 = off */
 
-static void pk_test_alloc_fail_at(long n)
+PK_TEST__FN void pk_test_alloc_fail_at(long n)
 {
     long now = __atomic_load_n(&pk_test__alloc_count, __ATOMIC_SEQ_CST);
     __atomic_store_n(&pk_test__alloc_fail_at, n > 0 ? now + n : 0, __ATOMIC_SEQ_CST);
 }
-static void pk_test_alloc_fail_every(long k) { __atomic_store_n(&pk_test__alloc_fail_every, k, __ATOMIC_SEQ_CST); }
-static long pk_test_alloc_live(void) { return __atomic_load_n(&pk_test__alloc_live, __ATOMIC_SEQ_CST); }
-static long pk_test_alloc_count(void) { return __atomic_load_n(&pk_test__alloc_count, __ATOMIC_SEQ_CST); }
-static long pk_test_alloc_injected(void) { return __atomic_load_n(&pk_test__alloc_injected, __ATOMIC_SEQ_CST); }
+PK_TEST__FN void pk_test_alloc_fail_every(long k) { __atomic_store_n(&pk_test__alloc_fail_every, k, __ATOMIC_SEQ_CST); }
+PK_TEST__FN long pk_test_alloc_live(void) { return __atomic_load_n(&pk_test__alloc_live, __ATOMIC_SEQ_CST); }
+PK_TEST__FN long pk_test_alloc_count(void) { return __atomic_load_n(&pk_test__alloc_count, __ATOMIC_SEQ_CST); }
+PK_TEST__FN long pk_test_alloc_injected(void) { return __atomic_load_n(&pk_test__alloc_injected, __ATOMIC_SEQ_CST); }
 
-static int pk_test__alloc_should_fail(void)
+PK_TEST__FN int pk_test__alloc_should_fail(void)
 {
     long n = __atomic_add_fetch(&pk_test__alloc_count, 1, __ATOMIC_SEQ_CST);
     long at = __atomic_load_n(&pk_test__alloc_fail_at, __ATOMIC_SEQ_CST);
@@ -186,7 +193,7 @@ static int pk_test__alloc_should_fail(void)
     return 0;
 }
 
-static void *pk_test_malloc(size_t n)
+PK_TEST__FN void *pk_test_malloc(size_t n)
 {
     void *p;
     if (pk_test__alloc_should_fail()) return NULL;
@@ -195,7 +202,7 @@ static void *pk_test_malloc(size_t n)
     return p;
 }
 
-static void *pk_test_realloc(void *old, size_t n)
+PK_TEST__FN void *pk_test_realloc(void *old, size_t n)
 {
     void *p;
     if (pk_test__alloc_should_fail()) return NULL; /* old stays valid, as with realloc */
@@ -204,7 +211,7 @@ static void *pk_test_realloc(void *old, size_t n)
     return p;
 }
 
-static void pk_test_free(void *p)
+PK_TEST__FN void pk_test_free(void *p)
 {
     if (!p) return;
     __atomic_sub_fetch(&pk_test__alloc_live, 1, __ATOMIC_SEQ_CST);
@@ -215,7 +222,7 @@ static void pk_test_free(void *p)
    injected failure. The scenario returns 0 when everything it checked held (each call returned its
    documented error, the object stayed usable) and must free all it made; the sweep checks that the
    live-allocation count is back where it started. Returns the number of failure points swept. */
-static long pk_test_alloc_sweep(const char *what, int (*scenario)(void *ctx), void *ctx)
+PK_TEST__FN long pk_test_alloc_sweep(const char *what, int (*scenario)(void *ctx), void *ctx)
 {
     long n, live0 = pk_test_alloc_live();
     for (n = 1; n < 1000000; n++) {
