@@ -10,6 +10,7 @@
    figures so that the ratio still reads "pk over peer", and the target says which way it must go).
    A target is "<= X", ">= X" or "-" (none). met is yes/no/-.
 
+   bench_pct("scenario", "series", p50, p90, p99, p999, "ms") prints latency percentiles (@pct).
    bench_note("...") prints a line that the runner keeps as a note (e.g. "uthash not installed:
    apt-get install uthash-dev").
 
@@ -85,6 +86,16 @@ static void bench_result(const char *group, const char *measure, double pk, cons
            unit, peer_name, peer, ratio, target ? target : "-", met);
     printf("@result\t%s\t%s\t%.6g\t%s\t%.6g\t%s\t%.4f\t%s\t%s\n", group, measure, pk, peer_name, peer, unit,
            ratio, target ? target : "-", met);
+    fflush(stdout);
+}
+
+/* Latency percentiles of one series of a scenario (for the table and the chart's second part). */
+static void bench_pct(const char *scenario, const char *series, double p50, double p90, double p99, double p999,
+                      const char *unit)
+{
+    printf("%-8s %-44s p50 %10.3f  p90 %10.3f  p99 %10.3f  p99.9 %10.3f %s\n", scenario, series, p50, p90, p99,
+           p999, unit);
+    printf("@pct\t%s\t%s\t%.6g\t%.6g\t%.6g\t%.6g\t%s\n", scenario, series, p50, p90, p99, p999, unit);
     fflush(stdout);
 }
 
