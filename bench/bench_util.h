@@ -11,6 +11,7 @@
    A target is "<= X", ">= X" or "-" (none). met is yes/no/-.
 
    bench_pct("scenario", "series", p50, p90, p99, p999, "ms") prints latency percentiles (@pct).
+   bench_claim("analyze", "10 files cold speed-up", 9.2, measured, "x") prints a seed claim (@claim).
    bench_note("...") prints a line that the runner keeps as a note (e.g. "uthash not installed:
    apt-get install uthash-dev").
 
@@ -97,6 +98,33 @@ static void bench_pct(const char *scenario, const char *series, double p50, doub
            p999, unit);
     printf("@pct\t%s\t%s\t%.6g\t%.6g\t%.6g\t%.6g\t%s\n", scenario, series, p50, p90, p99, p999, unit);
     fflush(stdout);
+}
+
+/* One of the seeds' claims beside what the scenario measured (README's "claimed, measured" lines). */
+static void bench_claim(const char *scenario, const char *claim, double claimed, double measured, const char *unit)
+{
+    printf("%-8s seeds' claim: %s: claimed %.4g %s, measured %.4g %s (measured/claimed %.2f)\n", scenario, claim,
+           claimed, unit, measured, unit, claimed != 0 ? measured / claimed : 0);
+    printf("@claim\t%s\t%s\t%.6g\t%.6g\t%s\n", scenario, claim, claimed, measured, unit);
+    fflush(stdout);
+}
+
+/* A simulated latency (a model call, a tool run): ms milliseconds, scaled down in smoke mode so
+   `make test` stays fast. Sleeps are what such calls cost the caller: time, not CPU. */
+static double bench_latency_scale(void)
+{
+    return bench_smoke() ? 0.02 : 1.0;
+}
+
+static void bench_sleep_ms(double ms)
+{
+    struct timespec ts;
+    double s = ms * bench_latency_scale() / 1000.0;
+    if (s <= 0) return;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0) {
+    }
 }
 
 static void bench_note(const char *group, const char *text)

@@ -94,6 +94,14 @@ MD=bench/results.md
     echo "| group | measure | pk | peer | peer's figure | unit | ratio | target | met |"
     echo "|---|---|---:|---|---:|---|---:|---|---|"
     awk -F'\t' '$1=="@result" { printf "| %s | %s | %s | %s | %s | %s | %.3f | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$ALL"
+    if grep -q '^@claim' "$ALL"; then
+        echo
+        echo "## The seeds' claims"
+        echo
+        echo "| scenario | claim | claimed | measured | unit | measured / claimed |"
+        echo "|---|---|---:|---:|---|---:|"
+        awk -F'\t' '$1=="@claim" { printf "| %s | %s | %s | %s | %s | %.2f |\n", $2, $3, $4, $5, $6, ($4 != 0 ? $5 / $4 : 0) }' "$ALL"
+    fi
     if grep -q '^@pct' "$ALL"; then
         echo
         echo "## Latency percentiles (from pk_prof)"
@@ -115,13 +123,15 @@ MD=bench/results.md
 awk -F'\t' -v when="$when" -v cpu="${cpu:-unknown}" -v cores="$cores" -v cc="$ccver" -v mode="$MODE" '
 function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
 function num(s) { return (s ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) ? s : "null" }
-BEGIN { printf "{\n  \"date\": %s,\n  \"mode\": %s,\n  \"machine\": {\"cpu\": %s, \"cores\": %s, \"compiler\": %s},\n", q(when), q(mode), q(cpu), num(cores), q(cc); nr = 0; np = 0; nn = 0 }
+BEGIN { printf "{\n  \"date\": %s,\n  \"mode\": %s,\n  \"machine\": {\"cpu\": %s, \"cores\": %s, \"compiler\": %s},\n", q(when), q(mode), q(cpu), num(cores), q(cc); nr = 0; np = 0; nn = 0; nc = 0 }
 $1=="@result" { r[nr++] = sprintf("    {\"group\": %s, \"measure\": %s, \"pk\": %s, \"peer\": %s, \"peer_value\": %s, \"unit\": %s, \"ratio\": %s, \"target\": %s, \"met\": %s}", q($2), q($3), num($4), q($5), num($6), q($7), num($8), q($9), q($10)) }
 $1=="@pct" { p[np++] = sprintf("    {\"scenario\": %s, \"series\": %s, \"p50\": %s, \"p90\": %s, \"p99\": %s, \"p999\": %s, \"unit\": %s}", q($2), q($3), num($4), num($5), num($6), num($7), q($8)) }
+$1=="@claim" { c[nc++] = sprintf("    {\"scenario\": %s, \"claim\": %s, \"claimed\": %s, \"measured\": %s, \"unit\": %s}", q($2), q($3), num($4), num($5), q($6)) }
 $1=="@note" { n[nn++] = sprintf("    {\"group\": %s, \"note\": %s}", q($2), q($3)) }
 END {
   printf "  \"results\": [\n"; for (i = 0; i < nr; i++) printf "%s%s\n", r[i], i < nr - 1 ? "," : ""; printf "  ],\n"
   printf "  \"percentiles\": [\n"; for (i = 0; i < np; i++) printf "%s%s\n", p[i], i < np - 1 ? "," : ""; printf "  ],\n"
+  printf "  \"claims\": [\n"; for (i = 0; i < nc; i++) printf "%s%s\n", c[i], i < nc - 1 ? "," : ""; printf "  ],\n"
   printf "  \"notes\": [\n"; for (i = 0; i < nn; i++) printf "%s%s\n", n[i], i < nn - 1 ? "," : ""; printf "  ]\n}\n"
 }' "$ALL" > bench/results.json
 
