@@ -70,6 +70,15 @@ static double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* splitmix64: a small, fast, well-mixed generator for benchmark inputs. */
+static uint64_t bench_rand_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 /* A sink the optimizer cannot see through. */
 static volatile uint64_t bench_sink;
 
