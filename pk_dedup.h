@@ -291,16 +291,24 @@ static void pk_dedup__pause(void)
 /* Test-and-test-and-set with a short spin, then sched_yield: hold times are a few dozen
    instructions, so a futex would only add a system call on the (rare) contended path, and a
    pthread_mutex_t (40 bytes) would not leave room for the chain and stats in one cache line. */
-static void pk_dedup__lock(unsigned *l)
+static void pk_dedup__lock_slow(unsigned *l)
 {
     int spins = 0;
-    while (__atomic_exchange_n(l, 1u, __ATOMIC_ACQUIRE) != 0) {
+    do {
         while (__atomic_load_n(l, __ATOMIC_RELAXED) != 0) {
             if (++spins < 64) pk_dedup__pause();
-            else { sched_yield(); spins = 0; }
+            else {
+                sched_yield();
+                spins = 0;
+            }
         }
-    }
+    } while (__atomic_exchange_n(l, 1u, __ATOMIC_ACQUIRE) != 0);
 }
+
+#define pk_dedup__lock(l)                                                                          \
+    do {                                                                                           \
+        if (__atomic_exchange_n((l), 1u, __ATOMIC_ACQUIRE) != 0) pk_dedup__lock_slow(l);           \
+    } while (0)
 
 static void pk_dedup__unlock(unsigned *l) { __atomic_store_n(l, 0u, __ATOMIC_RELEASE); }
 
@@ -311,27 +319,55 @@ static void pk_dedup__bump(uint64_t *c, uint64_t by)
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + by, __ATOMIC_RELAXED);
 }
 
-/* 64-bit hash of the key, 8 bytes at a time (multiply-xorshift mixing, splitmix64 finaliser). */
+/* 64-bit hash of the key. Keys of up to 16 bytes (the common case) take two possibly overlapping
+   loads and no loop; longer keys are folded 16 bytes at a time. Quality only spreads buckets
+   (equality is always checked with memcmp), so speed wins: this is on the hot path. */
+static uint64_t pk_dedup__rd64(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+static uint64_t pk_dedup__rd32(const unsigned char *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
 static uint64_t pk_dedup__hash(const void *key, size_t n)
 {
     const unsigned char *p = (const unsigned char *)key;
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xFF51AFD7ED558CCDull), w;
-    while (n >= 8) {
-        memcpy(&w, p, 8);
-        w *= 0x87C37B91114253D5ull;
-        w ^= w >> 31;
-        h = (h ^ w) * 0x9FB21C651E98DF25ull;
-        h ^= h >> 29;
-        p += 8;
-        n -= 8;
+    uint64_t a, b, h = (uint64_t)n * 0x9E3779B97F4A7C15ull;
+    if (n <= 16) {
+        if (n >= 8) {
+            a = pk_dedup__rd64(p);
+            b = pk_dedup__rd64(p + n - 8);
+        } else if (n >= 4) {
+            a = pk_dedup__rd32(p);
+            b = pk_dedup__rd32(p + n - 4);
+        } else if (n > 0) {
+            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        size_t left = n;
+        a = b = 0;
+        while (left > 16) {
+            a = (a ^ pk_dedup__rd64(p)) * 0x87C37B91114253D5ull;
+            b = (b ^ pk_dedup__rd64(p + 8)) * 0x4CF5AD432745937Full;
+            a = (a << 31) | (a >> 33);
+            b = (b << 29) | (b >> 35);
+            p += 16;
+            left -= 16;
+        }
+        a ^= pk_dedup__rd64(p + left - 16);
+        b ^= pk_dedup__rd64(p + left - 8);
     }
-    if (n) {
-        w = 0;
-        memcpy(&w, p, n);
-        w *= 0x87C37B91114253D5ull;
-        w ^= w >> 31;
-        h = (h ^ w) * 0x9FB21C651E98DF25ull;
-    }
+    /* two independent multiplies, then the splitmix64 finaliser */
+    h ^= (a ^ 0xA0761D6478BD642Full) * 0xE7037ED1A0B428DBull;
+    h ^= ((b ^ 0x8EBC6AF09C88C6E3ull) * 0x589965CC75374CC3ull) >> 7;
     h ^= h >> 30;
     h *= 0xBF58476D1CE4E5B9ull;
     h ^= h >> 27;
