@@ -27,20 +27,27 @@
 #include <string.h>
 #include <time.h>
 
-static uint64_t bench_now_ns(void)
+/* Each helper is static and a given benchmark may use only some. */
+#if defined(__GNUC__) || defined(__clang__)
+#define BENCH_FN static __attribute__((unused))
+#else
+#define BENCH_FN static
+#endif
+
+BENCH_FN uint64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int bench_smoke(void)
+BENCH_FN int bench_smoke(void)
 {
     const char *s = getenv("BENCH_SMOKE");
     return s && *s && *s != '0';
 }
 
-static int bench_quick(void)
+BENCH_FN int bench_quick(void)
 {
     const char *s = getenv("BENCH_QUICK");
     return bench_smoke() || (s && *s && *s != '0');
@@ -48,22 +55,22 @@ static int bench_quick(void)
 
 /* Scales a full-size count: full in a normal run, full/quick_div in quick mode, at least 1, and
    tiny in smoke mode. */
-static size_t bench_scale(size_t full, size_t quick_div)
+BENCH_FN size_t bench_scale(size_t full, size_t quick_div)
 {
     size_t n = full;
-    if (bench_smoke()) n = full / (quick_div * 100 ? quick_div * 100 : 1);
+    if (bench_smoke()) n = full / (quick_div ? quick_div * 100 : 100);
     else if (bench_quick()) n = full / (quick_div ? quick_div : 1);
     return n ? n : 1;
 }
 
-static int bench__cmp_double(const void *a, const void *b)
+BENCH_FN int bench__cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
 /* Median of n values (sorts them in place). */
-static double bench_median(double *v, int n)
+BENCH_FN double bench_median(double *v, int n)
 {
     if (n <= 0) return 0;
     qsort(v, (size_t)n, sizeof *v, bench__cmp_double);
@@ -71,7 +78,7 @@ static double bench_median(double *v, int n)
 }
 
 /* splitmix64: a small, fast, well-mixed generator for benchmark inputs. */
-static uint64_t bench_rand_next(uint64_t *state)
+BENCH_FN uint64_t bench_rand_next(uint64_t *state)
 {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -82,7 +89,7 @@ static uint64_t bench_rand_next(uint64_t *state)
 /* A sink the optimizer cannot see through. */
 static volatile uint64_t bench_sink;
 
-static void bench_result(const char *group, const char *measure, double pk, const char *peer_name,
+BENCH_FN void bench_result(const char *group, const char *measure, double pk, const char *peer_name,
                          double peer, const char *unit, const char *target)
 {
     double ratio = peer > 0 ? pk / peer : 0;
@@ -100,7 +107,7 @@ static void bench_result(const char *group, const char *measure, double pk, cons
 }
 
 /* Latency percentiles of one series of a scenario (for the table and the chart's second part). */
-static void bench_pct(const char *scenario, const char *series, double p50, double p90, double p99, double p999,
+BENCH_FN void bench_pct(const char *scenario, const char *series, double p50, double p90, double p99, double p999,
                       const char *unit)
 {
     printf("%-8s %-44s p50 %10.3f  p90 %10.3f  p99 %10.3f  p99.9 %10.3f %s\n", scenario, series, p50, p90, p99,
@@ -110,7 +117,7 @@ static void bench_pct(const char *scenario, const char *series, double p50, doub
 }
 
 /* One of the seeds' claims beside what the scenario measured (README's "claimed, measured" lines). */
-static void bench_claim(const char *scenario, const char *claim, double claimed, double measured, const char *unit)
+BENCH_FN void bench_claim(const char *scenario, const char *claim, double claimed, double measured, const char *unit)
 {
     printf("%-8s seeds' claim: %s: claimed %.4g %s, measured %.4g %s (measured/claimed %.2f)\n", scenario, claim,
            claimed, unit, measured, unit, claimed != 0 ? measured / claimed : 0);
@@ -120,12 +127,12 @@ static void bench_claim(const char *scenario, const char *claim, double claimed,
 
 /* A simulated latency (a model call, a tool run): ms milliseconds, scaled down in smoke mode so
    `make test` stays fast. Sleeps are what such calls cost the caller: time, not CPU. */
-static double bench_latency_scale(void)
+BENCH_FN double bench_latency_scale(void)
 {
     return bench_smoke() ? 0.02 : 1.0;
 }
 
-static void bench_sleep_ms(double ms)
+BENCH_FN void bench_sleep_ms(double ms)
 {
     struct timespec ts;
     double s = ms * bench_latency_scale() / 1000.0;
@@ -136,7 +143,7 @@ static void bench_sleep_ms(double ms)
     }
 }
 
-static void bench_note(const char *group, const char *text)
+BENCH_FN void bench_note(const char *group, const char *text)
 {
     printf("%-8s note: %s\n", group, text);
     printf("@note\t%s\t%s\n", group, text);
