@@ -50,7 +50,9 @@ int main(void)
    API
      int  pk_dedup_create(pk_dedup **out, const pk_dedup_config *cfg);
           cfg NULL or all-zero = defaults. shards: number of hash buckets (rounded up to a power of
-          two, at most 1<<20); 0 = automatic (32 per online CPU, between 64 and 4096).
+          two, at most 1<<20); 0 = automatic (128 per online CPU, between 256 and 8192: 16 KiB
+          on a 2-CPU machine). More buckets than keys in flight keep threads that work on
+          different keys off each other's cache lines.
           free_value(value, user) frees fn's values; NULL = PK_FREE(value).
           Errors: -EINVAL (out NULL), -ENOMEM.
      void pk_dedup_destroy(pk_dedup *d);
@@ -480,9 +482,9 @@ PK_DEDUP_DEF int pk_dedup_create(pk_dedup **out, const pk_dedup_config *cfg)
         want = cfg->shards > (1u << 20) ? (size_t)1 << 20 : (size_t)cfg->shards;
     } else {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        want = (size_t)(cpus > 0 ? cpus : 1) * 32;
-        if (want < 64) want = 64;
-        if (want > 4096) want = 4096;
+        want = (size_t)(cpus > 0 ? cpus : 1) * 128;
+        if (want < 256) want = 256;
+        if (want > 8192) want = 8192;
     }
     while (n < want) n <<= 1;
     d = (pk_dedup *)PK_MALLOC(sizeof *d);
