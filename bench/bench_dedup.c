@@ -336,7 +336,7 @@ static void bench_scaling(int trials, size_t n)
     {
         double sp = bench_median(s_pk, trials), sq = bench_median(s_plain, trials), sd = bench_median(s_direct, trials);
         double a = bench_median(t1_pk, trials), b = bench_median(t2_pk, trials);
-        char note[240];
+        char note[400];
         snprintf(note, sizeof note,
                  "2 threads over 1, ~1 us work/call (%llu spin iterations): pk %.2fx (%.0f -> %.0f calls/s), "
                  "plain one-mutex %.2fx, direct fn (machine ceiling) %.2fx",
@@ -369,6 +369,7 @@ int main(void)
             klens[s][k] = strlen(keys[s][k]);
         }
     memset(&cfg, 0, sizeof cfg);
+    if (getenv("BENCH_DEDUP_SHARDS")) cfg.shards = (unsigned)atoi(getenv("BENCH_DEDUP_SHARDS"));
     if (pk_dedup_create(&g_dedup, &cfg) != 0) return 1;
     plain_init(&g_plain);
     calibrate();
