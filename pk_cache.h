@@ -1,0 +1,1415 @@
+/* pk_cache.h — thread-safe LRU/TTL cache of byte strings, with a scan-resistant S3-FIFO policy
+   and crash-safe snapshots. Single header; C99 and C++11; libc and pthreads only.
+
+   Keys and values are byte strings copied into the cache. Bounds on entries and/or bytes, a
+   time-to-live per entry, zero-copy pinned reads, removal by prefix or glob, a removal callback
+   that may re-enter the cache, statistics, and snapshots to disk.
+
+   Under strict -std=c99 define _POSIX_C_SOURCE=200809L before including (gnu99 needs nothing).
+
+   QUICK START
+   -----------
+   ---8<--- example
+   #define PK_CACHE_IMPLEMENTATION
+   #include "pk_cache.h"
+   #include <stdio.h>
+   #include <string.h>
+
+   int main(void)
+   {
+       pk_cache *c;
+       pk_cache_config cfg;
+       char buf[64];
+       size_t n;
+       memset(&cfg, 0, sizeof cfg);
+       cfg.max_entries = 1000;              // or max_bytes, or both
+       cfg.policy = PK_CACHE_S3FIFO;        // scan-resistant; PK_CACHE_LRU is the default
+       if (pk_cache_create(&c, &cfg) != 0) return 1;
+       pk_cache_put(c, "user:1", 6, "alice", 5, PK_CACHE_TTL_DEFAULT);
+       if (pk_cache_get(c, "user:1", 6, buf, sizeof buf, &n) == 0)
+           printf("user:1 = %.*s\n", (int)n, buf);
+       pk_cache_remove_prefix(c, "user:", 5);
+       if (pk_cache_get(c, "user:1", 6, buf, sizeof buf, &n) != -ENOENT) return 1;
+       pk_cache_destroy(c);
+       return 0;
+   }
+   --->8---
+
+   OPTIONS (define before the implementation is included)
+   -------
+   PK_CACHE_IMPLEMENTATION  in exactly one file: compiles the implementation.
+   PK_CACHE_STATIC          every function static (private to that file).
+   PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)   allocator (default: malloc, realloc, free).
+   PK_ASSERT(x)             internal assertions (default: assert).
+
+   API (every function taking pk_cache * requires a valid cache; errors are negative errno values)
+   ---
+   pk_cache_create(&c, cfg)   cfg NULL or zeroed fields = defaults. -EINVAL: both bounds 0, an
+                              unknown policy, out NULL. -ENOMEM.
+   pk_cache_destroy(c)        frees everything; calls no callback. NULL is a no-op.
+   pk_cache_put(c, k, kl, v, vl, ttl)   copies key and value; replaces an equal key (reported as
+                              PK_CACHE_REPLACED; counts as a use). ttl: PK_CACHE_TTL_DEFAULT (0) =
+                              cfg.ttl_ns, PK_CACHE_TTL_NEVER, or nanoseconds from now (saturating).
+                              Evicts as needed. -EINVAL: key NULL with kl > 0, value NULL with vl > 0.
+                              -E2BIG: can never fit (see limits); nothing is evicted. -ENOMEM: the
+                              cache is unchanged.
+   pk_cache_get(c, k, kl, buf, cap, &vlen)   hit: 0, copies min(cap, len) bytes, *vlen = full
+                              length (vlen may be NULL; buf may be NULL when cap is 0). -ENOENT: miss
+                              or expired. -EINVAL: bad pointers.
+   pk_cache_acquire(c, k, kl, &ref) / pk_cache_release(c, &ref)   zero-copy read: ref.value/ref.len
+                              stay valid until release even if the entry is replaced, removed,
+                              evicted or cleared. acquire: 0, -ENOENT, -EINVAL. Release a ref once;
+                              releasing a zeroed ref is a no-op. Values are 8-byte aligned.
+   pk_cache_remove(c, k, kl)  0, or -ENOENT (also for an expired entry, which is then reported to
+                              on_remove as PK_CACHE_EXPIRED), -EINVAL.
+   pk_cache_remove_prefix(c, p, pl)   removes keys starting with p; returns the count removed.
+   pk_cache_remove_match(c, glob)     '*' any bytes, '?' one byte, other bytes literal; returns
+                              the count removed. NULL glob removes nothing.
+   pk_cache_purge_expired(c)  removes every expired entry now; returns the count.
+   pk_cache_clear(c)          removes everything (PK_CACHE_CLEARED for each).
+   pk_cache_stats_get(c, &s)  hits/misses (get and acquire), inserts (new keys), updates (puts on an
+                              existing key), evictions, expirations, removals (remove, prefix, match,
+                              clear), entries, bytes. Per shard the counters are read under its lock,
+                              so always: entries == inserts - evictions - expirations - removals.
+   pk_cache_save(c, path)     writes a snapshot: to "path.tmp.<pid>.<n>", fsync, rename over path,
+                              fsync the directory. A crash leaves the old file or the new one, never
+                              a mix. Entries carry their remaining TTL. -EINVAL, -ENOMEM, -EIO (or
+                              the errno of the failing system call).
+   pk_cache_load(c, path)     adds the snapshot's live entries (equal keys replaced, bounds apply and
+                              may evict; entries too large for this cache are skipped). The whole
+                              file is read and verified before the cache is touched: on any error
+                              the cache is exactly as it was. -ENOENT no file; -EINVAL a foreign
+                              file or unknown version; -EIO damaged (truncated, bad checksum,
+                              inconsistent lengths); -ENOMEM.
+
+   on_remove(user, key, klen, val, vlen, reason) is called for every entry that leaves the cache
+   (EVICTED, EXPIRED, REMOVED, REPLACED, CLEARED), after the cache dropped its lock, in the thread
+   whose call removed it: it may call any function of this cache. Not called by destroy.
+
+   THREAD SAFETY
+   -------------
+   Every function may be called from any thread at once, except destroy (nothing may use the cache
+   during or after it; release pins before destroy). The cache is split into shards by key hash,
+   each with its own mutex; no lock is global. load takes all shard locks while it commits.
+
+   POLICIES
+   --------
+   PK_CACHE_LRU (default): exact least-recently-used order within a shard; with shards == 1 it is
+   exact LRU for the whole cache. A hit relinks the entry (cheap, but it writes).
+   PK_CACHE_S3FIFO: S3-FIFO (Yang et al., SOSP'23): new keys enter a small probation FIFO (10% of
+   the shard); keys evicted from it are remembered in a ghost set and re-enter straight into the
+   main FIFO; main entries carry a 2-bit use counter and get another round while it is nonzero. A
+   hit only bumps that counter, so hits never relink. On top of it a TinyLFU frequency sketch
+   (Einziger et al., "TinyLFU", 2017) decides admission: a key leaving probation enters main only
+   if it was used more often recently than the entry main would evict for it. That keeps one-off
+   scans and rarely used keys from displacing the hot set.
+
+   ACCURACY / LIMITS
+   -----------------
+   Bytes charged per entry = klen + vlen + PK_CACHE_ENTRY_OVERHEAD (64: entry header, table slot
+   and allocator overhead, rounded). stats.bytes is the sum of the charges.
+   Shards: cfg.shards, or automatic: 64, halved while a shard would get under 64 entries of the
+   entry bound or under 1 MiB of the byte bound (at least 1). At most 1024. Each shard gets an
+   equal share of max_entries and max_bytes (the first shards get the remainder), so with shards
+   > 1 a put whose charge exceeds max_bytes / shards is refused with -E2BIG even though the whole
+   bound would hold it; shards = 1 lifts that. A key or value whose size computation overflows is
+   also -E2BIG. Keys may be empty (klen 0; key may then be NULL) and are at most 4 GiB - 1 bytes.
+   TTL: expire time = now + ttl, saturating; an entry expires when now >= its expire time.
+   Expired entries are never returned; they are removed when touched or by purge_expired.
+   Snapshot format (little-endian): "PKCACHE1" magic, u32 version (1), u32 flags (0); per entry u64
+   klen, u64 vlen, u64 remaining TTL ns (UINT64_MAX = never), key, value; trailer u64 entry count,
+   u64 body bytes, u64 checksum of everything before it, "PKCEND\0\0".
+
+   LICENSE: MIT or public domain, your choice; see LICENSE.
+
+   REVISIONS: 0.1 first release. */
+#ifndef PK_CACHE_H
+#define PK_CACHE_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef PK_CACHE_DEF
+#ifdef PK_CACHE_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define PK_CACHE_DEF static __attribute__((unused))
+#else
+#define PK_CACHE_DEF static
+#endif
+#else
+#define PK_CACHE_DEF extern
+#endif
+#endif
+
+#ifndef PK_FOREVER
+#define PK_FOREVER UINT64_MAX
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pk_cache pk_cache;
+enum { PK_CACHE_EVICTED = 1, PK_CACHE_EXPIRED, PK_CACHE_REMOVED, PK_CACHE_REPLACED, PK_CACHE_CLEARED };
+enum { PK_CACHE_LRU = 0, PK_CACHE_S3FIFO = 1 };
+#define PK_CACHE_TTL_DEFAULT 0
+#define PK_CACHE_TTL_NEVER UINT64_MAX
+#define PK_CACHE_ENTRY_OVERHEAD 64 /* bytes charged per entry on top of key and value */
+
+typedef struct pk_cache_config {
+    size_t max_entries; /* bound on entries; 0 = no entry bound */
+    size_t max_bytes;   /* bound on bytes charged (see PK_CACHE_ENTRY_OVERHEAD); 0 = none */
+    uint64_t ttl_ns;    /* default time to live; 0 = entries never expire */
+    unsigned shards;    /* lock stripes; 0 = automatic */
+    int policy;         /* PK_CACHE_LRU (default) or PK_CACHE_S3FIFO */
+    void (*on_remove)(void *user, const void *key, size_t klen, const void *val, size_t vlen, int reason);
+    void *user;
+    uint64_t (*clock_ns)(void *user); /* time source; NULL = CLOCK_MONOTONIC */
+} pk_cache_config;
+
+typedef struct pk_cache_ref {
+    const void *value;
+    size_t len;
+    void *pin_;
+} pk_cache_ref;
+
+typedef struct pk_cache_stats {
+    uint64_t hits, misses, inserts, updates, evictions, expirations, removals;
+    size_t entries, bytes;
+} pk_cache_stats;
+
+PK_CACHE_DEF int pk_cache_create(pk_cache **out, const pk_cache_config *cfg);
+PK_CACHE_DEF void pk_cache_destroy(pk_cache *c);
+PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const void *val, size_t vlen,
+                              uint64_t ttl_ns);
+PK_CACHE_DEF int pk_cache_get(pk_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
+PK_CACHE_DEF int pk_cache_acquire(pk_cache *c, const void *key, size_t klen, pk_cache_ref *ref);
+PK_CACHE_DEF void pk_cache_release(pk_cache *c, pk_cache_ref *ref);
+PK_CACHE_DEF int pk_cache_remove(pk_cache *c, const void *key, size_t klen);
+PK_CACHE_DEF size_t pk_cache_remove_prefix(pk_cache *c, const void *prefix, size_t plen);
+PK_CACHE_DEF size_t pk_cache_remove_match(pk_cache *c, const char *glob);
+PK_CACHE_DEF size_t pk_cache_purge_expired(pk_cache *c);
+PK_CACHE_DEF void pk_cache_clear(pk_cache *c);
+PK_CACHE_DEF void pk_cache_stats_get(pk_cache *c, pk_cache_stats *out);
+PK_CACHE_DEF int pk_cache_save(pk_cache *c, const char *path);
+PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PK_CACHE_H */
+
+#if defined(PK_CACHE_IMPLEMENTATION) && !defined(PK_CACHE_IMPLEMENTATION_DONE)
+#define PK_CACHE_IMPLEMENTATION_DONE
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PK_MALLOC
+#define PK_MALLOC(n) malloc(n)
+#endif
+#ifndef PK_REALLOC
+#define PK_REALLOC(p, n) realloc(p, n)
+#endif
+#ifndef PK_FREE
+#define PK_FREE(p) free(p)
+#endif
+#ifndef PK_ASSERT
+#include <assert.h>
+#define PK_ASSERT(x) assert(x)
+#endif
+
+/* ---- data structures -----------------------------------------------------------------------
+
+   An entry is one allocation: this header, then the key, then the value (8-byte aligned). It is
+   owned by its shard while it is in the table (one reference) plus one reference per pin; the last
+   reference frees it, so a pinned value outlives replace/evict/clear.
+
+   A shard is an open-addressing table (linear probing, backward-shift deletion, load <= 3/4) whose
+   slots hold the full 64-bit hash and the entry pointer: probing compares hashes without touching
+   entries, so a hit costs about two cache misses (slot, entry). The entries of a shard are on
+   doubly-linked queues: one for LRU (head = least recent), two for S3-FIFO (small, main; head =
+   oldest). S3-FIFO shards also own a ghost table (fingerprint + age of keys that left probation)
+   and a frequency sketch, sized with the table. Everything in a shard is protected by its mutex;
+   shards are cache-line aligned so that threads on different shards share no written line. */
+
+typedef struct pk_cache__entry {
+    struct pk_cache__entry *prev, *next; /* queue links; next also links the victim list */
+    uint64_t hash;
+    uint64_t expire_ns; /* PK_CACHE_TTL_NEVER = never */
+    size_t vlen;
+    uint32_t klen;
+    int refs;               /* 1 while in the cache + 1 per pin; atomic */
+    unsigned char freq;     /* S3-FIFO use counter, 0..3 */
+    unsigned char queue;    /* PK_CACHE__SMALL or PK_CACHE__MAIN (LRU uses SMALL's list) */
+    unsigned char reason;   /* why it left, for on_remove */
+} pk_cache__entry;
+
+enum { PK_CACHE__SMALL = 0, PK_CACHE__MAIN = 1 };
+
+typedef struct pk_cache__slot {
+    uint64_t hash;
+    pk_cache__entry *e; /* NULL = empty */
+} pk_cache__slot;
+
+typedef struct pk_cache__queue {
+    pk_cache__entry *head, *tail;
+    size_t count, bytes;
+} pk_cache__queue;
+
+typedef struct pk_cache__ghost {
+    uint32_t fp;    /* key fingerprint; 0 = empty */
+    uint32_t stamp; /* ghost clock when it entered */
+} pk_cache__ghost;
+
+typedef struct pk_cache__shard_fields {
+    pthread_mutex_t lock; /* protects every field below and the entries linked here */
+    pk_cache__slot *slots;
+    size_t mask;                /* table capacity - 1 (capacity is a power of two) */
+    size_t count, bytes;        /* entries and bytes charged */
+    size_t max_entries, max_bytes; /* this shard's share; SIZE_MAX = unbounded */
+    pk_cache__queue q[2];       /* LRU uses q[0]; S3-FIFO q[SMALL], q[MAIN] */
+    pk_cache__ghost *ghost;     /* S3-FIFO: mask + 1 cells */
+    uint64_t *sketch;           /* S3-FIFO: (mask + 1) / 2 words of 16 4-bit counters */
+    uint32_t ghost_clock;       /* counts keys entering the ghost */
+    size_t sketch_samples;      /* increments since the last halving */
+    uint64_t hits, misses, inserts, updates, evictions, expirations, removals;
+} pk_cache__shard_fields;
+
+typedef union pk_cache__shard {
+    pk_cache__shard_fields f;
+    char pad[(sizeof(pk_cache__shard_fields) + 63) / 64 * 64];
+} pk_cache__shard;
+
+struct pk_cache {
+    pk_cache__shard *shards; /* 64-byte aligned inside shards_mem */
+    void *shards_mem;
+    unsigned nshards;
+    int policy;
+    uint64_t seed;
+    uint64_t ttl_ns;
+    void (*on_remove)(void *user, const void *key, size_t klen, const void *val, size_t vlen, int reason);
+    void *user;
+    uint64_t (*clock_ns)(void *user);
+    unsigned save_seq; /* names temporary snapshot files; atomic */
+};
+
+#define PK_CACHE__HDR_SIZE (sizeof(pk_cache__entry))
+#define PK_CACHE__FREQ_MAX 3
+
+/* ---- small helpers ---- */
+
+static uint64_t pk_cache__now_ns(void *unused)
+{
+    struct timespec ts;
+    (void)unused;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t pk_cache__sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+static uint64_t pk_cache__mix(uint64_t h)
+{
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return h;
+}
+
+static uint64_t pk_cache__load64(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* Key hash: 8 bytes per multiply, then a full avalanche (the shard uses the high bits, the table
+   the low ones). Seeded per cache so that keys cannot be chosen to collide. */
+static uint64_t pk_cache__hash(const void *key, size_t n, uint64_t seed)
+{
+    const unsigned char *p = (const unsigned char *)key;
+    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ull), w = 0;
+    while (n >= 8) {
+        h = (h ^ pk_cache__load64(p)) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    if (n) memcpy(&w, p, n);
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    return pk_cache__mix(h);
+}
+
+static const unsigned char *pk_cache__key(const pk_cache__entry *e) { return (const unsigned char *)(e + 1); }
+static size_t pk_cache__val_off(size_t klen) { return (PK_CACHE__HDR_SIZE + klen + 7) & ~(size_t)7; }
+static unsigned char *pk_cache__val(pk_cache__entry *e)
+{
+    return (unsigned char *)e + pk_cache__val_off(e->klen);
+}
+static size_t pk_cache__charge(const pk_cache__entry *e) { return e->klen + e->vlen + PK_CACHE_ENTRY_OVERHEAD; }
+
+static size_t pk_cache__shard_index(const pk_cache *c, uint64_t h) { return (size_t)(((h >> 32) * c->nshards) >> 32); }
+static pk_cache__shard_fields *pk_cache__shard_of(pk_cache *c, uint64_t h) { return &c->shards[pk_cache__shard_index(c, h)].f; }
+
+static void pk_cache__unref(pk_cache__entry *e)
+{
+    if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) PK_FREE(e);
+}
+
+/* Builds an unlinked entry holding copies of key and value. NULL: out of memory or too large. */
+static pk_cache__entry *pk_cache__entry_new(uint64_t h, const void *key, size_t klen, const void *val, size_t vlen,
+                                            uint64_t expire)
+{
+    pk_cache__entry *e;
+    size_t off = pk_cache__val_off(klen);
+    e = (pk_cache__entry *)PK_MALLOC(off + vlen);
+    if (!e) return NULL;
+    memset(e, 0, sizeof *e);
+    e->hash = h;
+    e->expire_ns = expire;
+    e->klen = (uint32_t)klen;
+    e->vlen = vlen;
+    e->refs = 1;
+    if (klen) memcpy(e + 1, key, klen);
+    if (vlen) memcpy((unsigned char *)e + off, val, vlen);
+    return e;
+}
+
+/* ---- queues ---- */
+
+static void pk_cache__q_push(pk_cache__queue *q, pk_cache__entry *e)
+{
+    e->next = NULL;
+    e->prev = q->tail;
+    if (q->tail) q->tail->next = e;
+    else q->head = e;
+    q->tail = e;
+    q->count++;
+    q->bytes += pk_cache__charge(e);
+}
+
+static void pk_cache__q_unlink(pk_cache__queue *q, pk_cache__entry *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else q->head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else q->tail = e->prev;
+    q->count--;
+    q->bytes -= pk_cache__charge(e);
+}
+
+/* ---- table ---- */
+
+static size_t pk_cache__find(pk_cache__shard_fields *s, uint64_t h, const void *key, size_t klen)
+{
+    size_t i = (size_t)h & s->mask;
+    for (;;) {
+        pk_cache__entry *e = s->slots[i].e;
+        if (!e) return (size_t)-1;
+        if (s->slots[i].hash == h && e->klen == klen && (klen == 0 || memcmp(pk_cache__key(e), key, klen) == 0))
+            return i;
+        i = (i + 1) & s->mask;
+    }
+}
+
+static void pk_cache__table_put(pk_cache__slot *slots, size_t mask, uint64_t h, pk_cache__entry *e)
+{
+    size_t i = (size_t)h & mask;
+    while (slots[i].e) i = (i + 1) & mask;
+    slots[i].hash = h;
+    slots[i].e = e;
+}
+
+/* Backward-shift deletion: later members of the probe run move up so no tombstones are needed. */
+static void pk_cache__table_del(pk_cache__shard_fields *s, size_t i)
+{
+    size_t j = i, mask = s->mask;
+    for (;;) {
+        size_t home;
+        j = (j + 1) & mask;
+        if (!s->slots[j].e) break;
+        home = (size_t)s->slots[j].hash & mask;
+        /* slot j may move to i if its home is not in the cyclic range (i, j] */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->slots[i] = s->slots[j];
+            i = j;
+        }
+    }
+    s->slots[i].e = NULL;
+}
+
+static size_t pk_cache__slot_of(pk_cache__shard_fields *s, const pk_cache__entry *e)
+{
+    size_t i = (size_t)e->hash & s->mask;
+    while (s->slots[i].e != e) i = (i + 1) & s->mask;
+    return i;
+}
+
+/* Makes room for `need` entries at load <= 3/4. The S3-FIFO ghost and sketch are resized with the
+   table (their history restarts; it is only a hint). 0 or -ENOMEM (shard unchanged). */
+static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need)
+{
+    size_t cap = s->mask + 1, ncap = cap, i;
+    pk_cache__slot *slots;
+    pk_cache__ghost *ghost = NULL;
+    uint64_t *sketch = NULL;
+    if (need <= cap / 4 * 3) return 0;
+    while (need > ncap / 4 * 3) {
+        if (ncap > SIZE_MAX / 2 / sizeof(pk_cache__slot)) return -ENOMEM;
+        ncap *= 2;
+    }
+    slots = (pk_cache__slot *)PK_MALLOC(ncap * sizeof *slots);
+    if (!slots) return -ENOMEM;
+    if (c->policy == PK_CACHE_S3FIFO) {
+        ghost = (pk_cache__ghost *)PK_MALLOC(ncap * sizeof *ghost);
+        sketch = (uint64_t *)PK_MALLOC(ncap * sizeof *sketch);
+        if (!ghost || !sketch) {
+            PK_FREE(slots);
+            PK_FREE(ghost);
+            PK_FREE(sketch);
+            return -ENOMEM;
+        }
+        memset(ghost, 0, ncap * sizeof *ghost);
+        memset(sketch, 0, ncap * sizeof *sketch);
+        PK_FREE(s->ghost);
+        PK_FREE(s->sketch);
+        s->ghost = ghost;
+        s->sketch = sketch;
+        s->sketch_samples = 0;
+    }
+    memset(slots, 0, ncap * sizeof *slots);
+    for (i = 0; i < cap; i++)
+        if (s->slots[i].e) pk_cache__table_put(slots, ncap - 1, s->slots[i].hash, s->slots[i].e);
+    PK_FREE(s->slots);
+    s->slots = slots;
+    s->mask = ncap - 1;
+    return 0;
+}
+
+/* ---- S3-FIFO: ghost set and frequency sketch ----
+
+   Ghost: a direct-mapped table of fingerprints with the ghost clock at insertion; a key is in the
+   ghost while fewer than (table capacity / 2) keys entered after it (about the size of main).
+   Sketch: each key owns one 64-bit word of sixteen 4-bit counters and four of them (a blocked
+   count-min sketch: one cache line per key, prefetchable); estimate = the minimum; increments
+   are conservative (only the minimum counters grow); all counters halve after 8 x capacity
+   increments so old popularity fades (TinyLFU's reset). */
+
+static uint64_t pk_cache__h2(uint64_t h) { return (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull; }
+
+static int pk_cache__ghost_take(pk_cache__shard_fields *s, uint64_t h)
+{
+    uint64_t h2 = pk_cache__h2(h);
+    pk_cache__ghost *g = &s->ghost[(size_t)h2 & s->mask];
+    uint32_t fp = (uint32_t)(h2 >> 32) | 1u;
+    if (g->fp == fp && (uint32_t)(s->ghost_clock - g->stamp) <= (uint32_t)((s->mask + 1) / 2)) {
+        g->fp = 0;
+        return 1;
+    }
+    return 0;
+}
+
+static void pk_cache__ghost_add(pk_cache__shard_fields *s, uint64_t h)
+{
+    uint64_t h2 = pk_cache__h2(h);
+    pk_cache__ghost *g = &s->ghost[(size_t)h2 & s->mask];
+    g->fp = (uint32_t)(h2 >> 32) | 1u;
+    g->stamp = ++s->ghost_clock;
+}
+
+static uint64_t *pk_cache__sketch_word(pk_cache__shard_fields *s, uint64_t h)
+{
+    return &s->sketch[(size_t)(pk_cache__h2(h) >> 34) & s->mask];
+}
+
+static unsigned pk_cache__sketch_get(pk_cache__shard_fields *s, uint64_t h)
+{
+    uint64_t w = *pk_cache__sketch_word(s, h);
+    unsigned k, m = 15;
+    for (k = 0; k < 4; k++) {
+        unsigned v = (unsigned)(w >> (((h >> (4 * k)) & 15) * 4)) & 15;
+        if (v < m) m = v;
+    }
+    return m;
+}
+
+static void pk_cache__sketch_inc(pk_cache__shard_fields *s, uint64_t h)
+{
+    uint64_t *wp = pk_cache__sketch_word(s, h), w = *wp;
+    unsigned k, m = pk_cache__sketch_get(s, h);
+    if (m < 15) {
+        for (k = 0; k < 4; k++) {
+            unsigned sh = (unsigned)((h >> (4 * k)) & 15) * 4;
+            if (((w >> sh) & 15) == m) w += (uint64_t)1 << sh;
+            /* two of the four may name the same counter: it grows once, the min check above
+               keeps it from passing 15 */
+            if (((w >> sh) & 15) > m + 1) w -= (uint64_t)1 << sh;
+        }
+        *wp = w;
+    }
+    if (++s->sketch_samples >= 64 * (s->mask + 1)) {
+        size_t i, n = s->mask + 1;
+        for (i = 0; i < n; i++) s->sketch[i] = (s->sketch[i] >> 1) & 0x7777777777777777ull;
+        s->sketch_samples = 0;
+    }
+}
+
+/* ---- removal and eviction (shard locked) ----
+
+   Entries leaving the cache go on the caller's victim list (linked through next); the caller
+   calls on_remove and drops the references after unlocking. */
+
+static void pk_cache__detach(pk_cache__shard_fields *s, pk_cache__entry *e, size_t slot, int reason,
+                             pk_cache__entry **victims)
+{
+    pk_cache__table_del(s, slot);
+    pk_cache__q_unlink(&s->q[e->queue], e);
+    s->count--;
+    s->bytes -= pk_cache__charge(e);
+    switch (reason) {
+    case PK_CACHE_EVICTED: s->evictions++; break;
+    case PK_CACHE_EXPIRED: s->expirations++; break;
+    case PK_CACHE_REMOVED:
+    case PK_CACHE_CLEARED: s->removals++; break;
+    default: break; /* REPLACED: the update is counted by the caller */
+    }
+    e->reason = (unsigned char)reason;
+    e->next = *victims;
+    *victims = e;
+}
+
+static void pk_cache__evict(pk_cache__shard_fields *s, pk_cache__entry *e, pk_cache__entry **victims)
+{
+    pk_cache__detach(s, e, pk_cache__slot_of(s, e), PK_CACHE_EVICTED, victims);
+}
+
+/* Main's CLOCK: entries used since their last turn get another round (counter - 1). Returns the
+   entry main would evict now (left at the head). */
+static pk_cache__entry *pk_cache__main_victim(pk_cache__shard_fields *s)
+{
+    pk_cache__queue *m = &s->q[PK_CACHE__MAIN];
+    for (;;) {
+        pk_cache__entry *e = m->head;
+        if (!e || e->freq == 0) return e;
+        e->freq--;
+        pk_cache__q_unlink(m, e);
+        pk_cache__q_push(m, e);
+    }
+}
+
+/* Is probation over its share (10% of the shard), not counting `minus` (NULL: none)? */
+static int pk_cache__small_full(const pk_cache__shard_fields *s, const pk_cache__entry *minus)
+{
+    const pk_cache__queue *q = &s->q[PK_CACHE__SMALL];
+    size_t n = q->count - (minus != NULL), bytes = q->bytes - (minus ? pk_cache__charge(minus) : 0);
+    return (s->max_entries != SIZE_MAX && n > s->max_entries / 10) ||
+           (s->max_bytes != SIZE_MAX && bytes > s->max_bytes / 10);
+}
+
+static void pk_cache__move_to_main(pk_cache__shard_fields *s, pk_cache__entry *e)
+{
+    pk_cache__q_unlink(&s->q[PK_CACHE__SMALL], e);
+    e->queue = PK_CACHE__MAIN;
+    e->freq = 0;
+    pk_cache__q_push(&s->q[PK_CACHE__MAIN], e);
+}
+
+/* Evicts one entry (the shard is not empty). */
+static void pk_cache__evict_one(pk_cache *c, pk_cache__shard_fields *s, pk_cache__entry **victims)
+{
+    pk_cache__queue *small = &s->q[PK_CACHE__SMALL], *main_q = &s->q[PK_CACHE__MAIN];
+    if (c->policy == PK_CACHE_LRU) {
+        pk_cache__evict(s, small->head, victims);
+        return;
+    }
+    for (;;) {
+        pk_cache__entry *cand = small->head, *v;
+        if (!cand || (!pk_cache__small_full(s, NULL) && main_q->head)) {
+            pk_cache__evict(s, pk_cache__main_victim(s), victims);
+            return;
+        }
+        /* A key leaving probation goes to main if it was used there (S3-FIFO). When that would
+           make main evict (probation is back within its share), TinyLFU decides between the key
+           and main's victim by recent frequency instead. */
+        if (cand->freq > 0 && main_q->head && !pk_cache__small_full(s, cand)) {
+            v = pk_cache__main_victim(s);
+            if (pk_cache__sketch_get(s, cand->hash) > pk_cache__sketch_get(s, v->hash)) {
+                pk_cache__move_to_main(s, cand);
+                pk_cache__evict(s, v, victims);
+            } else {
+                pk_cache__ghost_add(s, cand->hash);
+                pk_cache__evict(s, cand, victims);
+            }
+            return;
+        }
+        if (cand->freq > 0 || !main_q->head) {
+            pk_cache__move_to_main(s, cand);
+            continue;
+        }
+        pk_cache__ghost_add(s, cand->hash);
+        pk_cache__evict(s, cand, victims);
+        return;
+    }
+}
+
+/* Links a prepared entry into a locked shard whose table has room for one more: replaces an equal
+   key, evicts until the new entry fits (its charge is within the shard's share). Never fails. */
+static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_cache__entry *e,
+                                    pk_cache__entry **victims)
+{
+    size_t i = pk_cache__find(s, e->hash, pk_cache__key(e), e->klen), charge = pk_cache__charge(e);
+    int queue = PK_CACHE__SMALL;
+    unsigned char freq = 0;
+    if (i != (size_t)-1) {
+        pk_cache__entry *old = s->slots[i].e;
+        queue = old->queue;
+        freq = (unsigned char)(old->freq < PK_CACHE__FREQ_MAX ? old->freq + 1 : old->freq);
+        pk_cache__detach(s, old, i, PK_CACHE_REPLACED, victims);
+        s->updates++;
+    } else {
+        s->inserts++;
+        /* S3-FIFO: a key remembered by the ghost goes straight to main, unless main is full
+           and TinyLFU prefers main's victim. */
+        if (c->policy == PK_CACHE_S3FIFO && pk_cache__ghost_take(s, e->hash)) {
+            queue = PK_CACHE__MAIN;
+            if (s->q[PK_CACHE__MAIN].head && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes) &&
+                pk_cache__sketch_get(s, e->hash) <= pk_cache__sketch_get(s, pk_cache__main_victim(s)->hash))
+                queue = PK_CACHE__SMALL;
+        }
+    }
+    while (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes))
+        pk_cache__evict_one(c, s, victims);
+    e->queue = (unsigned char)queue;
+    e->freq = freq;
+    pk_cache__table_put(s->slots, s->mask, e->hash, e);
+    pk_cache__q_push(&s->q[queue], e);
+    s->count++;
+    s->bytes += charge;
+}
+
+/* After unlocking: report and drop each victim. */
+static void pk_cache__finish(pk_cache *c, pk_cache__entry *victims)
+{
+    while (victims) {
+        pk_cache__entry *e = victims;
+        victims = e->next;
+        if (c->on_remove)
+            c->on_remove(c->user, e->klen ? pk_cache__key(e) : NULL, e->klen, pk_cache__val(e), e->vlen, e->reason);
+        pk_cache__unref(e);
+    }
+}
+
+/* ---- create / destroy ---- */
+
+PK_CACHE_DEF int pk_cache_create(pk_cache **out, const pk_cache_config *cfg)
+{
+    pk_cache_config d;
+    pk_cache *c;
+    unsigned n, i;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (cfg) d = *cfg;
+    else memset(&d, 0, sizeof d);
+    if (d.max_entries == 0 && d.max_bytes == 0) return -EINVAL;
+    if (d.policy != PK_CACHE_LRU && d.policy != PK_CACHE_S3FIFO) return -EINVAL;
+    n = d.shards;
+    if (n == 0) {
+        n = 64;
+        while (n > 1 && ((d.max_entries && d.max_entries / n < 64) || (d.max_bytes && d.max_bytes / n < (1u << 20))))
+            n /= 2;
+    }
+    if (n > 1024) n = 1024;
+    if (d.max_entries && n > d.max_entries) n = (unsigned)d.max_entries; /* every shard holds one */
+    c = (pk_cache *)PK_MALLOC(sizeof *c);
+    if (!c) return -ENOMEM;
+    memset(c, 0, sizeof *c);
+    c->shards_mem = PK_MALLOC((size_t)n * sizeof(pk_cache__shard) + 63);
+    if (!c->shards_mem) {
+        PK_FREE(c);
+        return -ENOMEM;
+    }
+    c->shards = (pk_cache__shard *)(((uintptr_t)c->shards_mem + 63) & ~(uintptr_t)63);
+    memset(c->shards, 0, (size_t)n * sizeof(pk_cache__shard));
+    c->nshards = n;
+    c->policy = d.policy;
+    c->ttl_ns = d.ttl_ns;
+    c->on_remove = d.on_remove;
+    c->user = d.user;
+    c->clock_ns = d.clock_ns ? d.clock_ns : pk_cache__now_ns;
+    c->seed = pk_cache__mix((uint64_t)(uintptr_t)c ^ pk_cache__now_ns(NULL));
+    for (i = 0; i < n; i++) {
+        pk_cache__shard_fields *s = &c->shards[i].f;
+        s->max_entries = d.max_entries ? d.max_entries / n + (i < d.max_entries % n) : SIZE_MAX;
+        s->max_bytes = d.max_bytes ? d.max_bytes / n + (i < d.max_bytes % n) : SIZE_MAX;
+        s->mask = 7;
+        pthread_mutex_init(&s->lock, NULL);
+    }
+    for (i = 0; i < n; i++) {
+        pk_cache__shard_fields *s = &c->shards[i].f;
+        s->slots = (pk_cache__slot *)PK_MALLOC(8 * sizeof *s->slots);
+        if (s->slots) memset(s->slots, 0, 8 * sizeof *s->slots);
+        if (c->policy == PK_CACHE_S3FIFO) {
+            s->ghost = (pk_cache__ghost *)PK_MALLOC(8 * sizeof *s->ghost);
+            s->sketch = (uint64_t *)PK_MALLOC(8 * sizeof *s->sketch);
+            if (s->ghost) memset(s->ghost, 0, 8 * sizeof *s->ghost);
+            if (s->sketch) memset(s->sketch, 0, 8 * sizeof *s->sketch);
+            if (!s->ghost || !s->sketch) break;
+        }
+        if (!s->slots) break;
+    }
+    if (i < n) {
+        pk_cache_destroy(c);
+        return -ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+PK_CACHE_DEF void pk_cache_destroy(pk_cache *c)
+{
+    unsigned i;
+    int q;
+    if (!c) return;
+    for (i = 0; i < c->nshards; i++) {
+        pk_cache__shard_fields *s = &c->shards[i].f;
+        for (q = 0; q < 2; q++) {
+            pk_cache__entry *e = s->q[q].head;
+            while (e) {
+                pk_cache__entry *next = e->next;
+                pk_cache__unref(e);
+                e = next;
+            }
+        }
+        PK_FREE(s->slots);
+        PK_FREE(s->ghost);
+        PK_FREE(s->sketch);
+        pthread_mutex_destroy(&s->lock);
+    }
+    PK_FREE(c->shards_mem);
+    PK_FREE(c);
+}
+
+/* ---- put / get (hot) ---- */
+
+/* The charge a key/value pair would have, or 0 when it cannot be represented (E2BIG). */
+static size_t pk_cache__charge_of(size_t klen, size_t vlen)
+{
+    if (klen > UINT32_MAX || vlen > SIZE_MAX / 2 || klen + vlen > SIZE_MAX / 2 - PK_CACHE__HDR_SIZE - 64) return 0;
+    return klen + vlen + PK_CACHE_ENTRY_OVERHEAD;
+}
+
+PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const void *val, size_t vlen, uint64_t ttl_ns)
+{
+    uint64_t h, expire = PK_CACHE_TTL_NEVER;
+    pk_cache__shard_fields *s;
+    pk_cache__entry *e, *victims = NULL;
+    size_t charge;
+    int rc;
+    if (!c || (!key && klen) || (!val && vlen)) return -EINVAL;
+    charge = pk_cache__charge_of(klen, vlen);
+    h = pk_cache__hash(key, klen, c->seed);
+    s = pk_cache__shard_of(c, h);
+    if (!charge || charge > s->max_bytes) return -E2BIG;
+    if (ttl_ns == PK_CACHE_TTL_DEFAULT) ttl_ns = c->ttl_ns ? c->ttl_ns : PK_CACHE_TTL_NEVER;
+    if (ttl_ns != PK_CACHE_TTL_NEVER) expire = pk_cache__sat_add(c->clock_ns(c->user), ttl_ns);
+    e = pk_cache__entry_new(h, key, klen, val, vlen, expire);
+    if (!e) return -ENOMEM;
+    pthread_mutex_lock(&s->lock);
+    rc = pk_cache__reserve(c, s, s->count + 1);
+    if (rc == 0) pk_cache__insert_locked(c, s, e, &victims);
+    pthread_mutex_unlock(&s->lock);
+    if (rc) PK_FREE(e);
+    pk_cache__finish(c, victims);
+    return rc;
+}
+
+/* Finds a live entry and counts the lookup; an expired one is detached onto *victims. Locked. */
+static pk_cache__entry *pk_cache__lookup(pk_cache *c, pk_cache__shard_fields *s, uint64_t h, const void *key,
+                                         size_t klen, pk_cache__entry **victims)
+{
+    size_t i = pk_cache__find(s, h, key, klen);
+    pk_cache__entry *e;
+    if (c->policy == PK_CACHE_S3FIFO) pk_cache__sketch_inc(s, h);
+    if (i == (size_t)-1) {
+        s->misses++;
+        return NULL;
+    }
+    e = s->slots[i].e;
+    if (e->expire_ns != PK_CACHE_TTL_NEVER && c->clock_ns(c->user) >= e->expire_ns) {
+        pk_cache__detach(s, e, i, PK_CACHE_EXPIRED, victims);
+        s->misses++;
+        return NULL;
+    }
+    s->hits++;
+    if (c->policy == PK_CACHE_LRU) {
+        if (e->next) { /* not already the most recent */
+            pk_cache__q_unlink(&s->q[0], e);
+            pk_cache__q_push(&s->q[0], e);
+        }
+    } else if (e->freq < PK_CACHE__FREQ_MAX) {
+        e->freq++;
+    }
+    return e;
+}
+
+PK_CACHE_DEF int pk_cache_get(pk_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
+{
+    uint64_t h;
+    pk_cache__shard_fields *s;
+    pk_cache__entry *e, *victims = NULL;
+    if (!c || (!key && klen) || (!buf && cap)) return -EINVAL;
+    h = pk_cache__hash(key, klen, c->seed);
+    s = pk_cache__shard_of(c, h);
+    pthread_mutex_lock(&s->lock);
+    e = pk_cache__lookup(c, s, h, key, klen, &victims);
+    if (e) {
+        if (cap) memcpy(buf, pk_cache__val(e), cap < e->vlen ? cap : e->vlen);
+        if (vlen) *vlen = e->vlen;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (victims) pk_cache__finish(c, victims);
+    return e ? 0 : -ENOENT;
+}
+
+PK_CACHE_DEF int pk_cache_acquire(pk_cache *c, const void *key, size_t klen, pk_cache_ref *ref)
+{
+    uint64_t h;
+    pk_cache__shard_fields *s;
+    pk_cache__entry *e, *victims = NULL;
+    if (!ref) return -EINVAL;
+    memset(ref, 0, sizeof *ref);
+    if (!c || (!key && klen)) return -EINVAL;
+    h = pk_cache__hash(key, klen, c->seed);
+    s = pk_cache__shard_of(c, h);
+    pthread_mutex_lock(&s->lock);
+    e = pk_cache__lookup(c, s, h, key, klen, &victims);
+    if (e) {
+        __atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+        ref->value = pk_cache__val(e);
+        ref->len = e->vlen;
+        ref->pin_ = e;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (victims) pk_cache__finish(c, victims);
+    return e ? 0 : -ENOENT;
+}
+
+PK_CACHE_DEF void pk_cache_release(pk_cache *c, pk_cache_ref *ref)
+{
+    (void)c; /* the pin owns the entry; the cache is not touched (release may follow destroy) */
+    if (!ref || !ref->pin_) return;
+    pk_cache__unref((pk_cache__entry *)ref->pin_);
+    memset(ref, 0, sizeof *ref);
+}
+
+/* ---- removal ---- */
+
+PK_CACHE_DEF int pk_cache_remove(pk_cache *c, const void *key, size_t klen)
+{
+    uint64_t h;
+    pk_cache__shard_fields *s;
+    pk_cache__entry *victims = NULL, *e;
+    size_t i;
+    int rc = -ENOENT;
+    if (!c || (!key && klen)) return -EINVAL;
+    h = pk_cache__hash(key, klen, c->seed);
+    s = pk_cache__shard_of(c, h);
+    pthread_mutex_lock(&s->lock);
+    i = pk_cache__find(s, h, key, klen);
+    if (i != (size_t)-1) {
+        e = s->slots[i].e;
+        if (e->expire_ns != PK_CACHE_TTL_NEVER && c->clock_ns(c->user) >= e->expire_ns) {
+            pk_cache__detach(s, e, i, PK_CACHE_EXPIRED, &victims);
+        } else {
+            pk_cache__detach(s, e, i, PK_CACHE_REMOVED, &victims);
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    pk_cache__finish(c, victims);
+    return rc;
+}
+
+/* Glob over bytes: '*' any run, '?' one byte. Backtracks only to the last '*': O(n * m) worst. */
+static int pk_cache__glob(const unsigned char *p, const unsigned char *k, size_t klen)
+{
+    const unsigned char *star = NULL;
+    size_t i = 0, star_i = 0;
+    while (i < klen) {
+        if (*p == '*') {
+            star = ++p;
+            star_i = i;
+        } else if (*p && (*p == '?' || *p == k[i])) {
+            p++;
+            i++;
+        } else if (star) {
+            p = star;
+            i = ++star_i;
+        } else {
+            return 0;
+        }
+    }
+    while (*p == '*') p++;
+    return *p == 0;
+}
+
+enum { PK_CACHE__SEL_PREFIX, PK_CACHE__SEL_GLOB, PK_CACHE__SEL_EXPIRED, PK_CACHE__SEL_ALL };
+
+/* Removes the entries a selector picks from every shard, one shard lock at a time; expired entries
+   met on the way are reported as expired. Returns the count removed with `reason`. */
+static size_t pk_cache__remove_where(pk_cache *c, int sel, const void *pat, size_t plen, int reason)
+{
+    size_t removed = 0;
+    unsigned i;
+    int q;
+    uint64_t now = 0;
+    int have_now = 0;
+    for (i = 0; i < c->nshards; i++) {
+        pk_cache__shard_fields *s = &c->shards[i].f;
+        pk_cache__entry *victims = NULL, *e, *next;
+        pthread_mutex_lock(&s->lock);
+        for (q = 0; q < 2; q++) {
+            for (e = s->q[q].head; e; e = next) {
+                int pick, expired = 0;
+                next = e->next;
+                switch (sel) {
+                case PK_CACHE__SEL_PREFIX:
+                    pick = e->klen >= plen && (plen == 0 || memcmp(pk_cache__key(e), pat, plen) == 0);
+                    break;
+                case PK_CACHE__SEL_GLOB:
+                    pick = pk_cache__glob((const unsigned char *)pat, pk_cache__key(e), e->klen);
+                    break;
+                case PK_CACHE__SEL_EXPIRED: pick = 0; break;
+                default: pick = 1; break;
+                }
+                if (e->expire_ns != PK_CACHE_TTL_NEVER && (pick || sel == PK_CACHE__SEL_EXPIRED) &&
+                    sel != PK_CACHE__SEL_ALL) {
+                    if (!have_now) {
+                        now = c->clock_ns(c->user);
+                        have_now = 1;
+                    }
+                    expired = now >= e->expire_ns;
+                }
+                if (expired) {
+                    pk_cache__detach(s, e, pk_cache__slot_of(s, e), PK_CACHE_EXPIRED, &victims);
+                    if (sel == PK_CACHE__SEL_EXPIRED) removed++;
+                } else if (pick) {
+                    pk_cache__detach(s, e, pk_cache__slot_of(s, e), reason, &victims);
+                    removed++;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        pk_cache__finish(c, victims);
+    }
+    return removed;
+}
+
+PK_CACHE_DEF size_t pk_cache_remove_prefix(pk_cache *c, const void *prefix, size_t plen)
+{
+    if (!c || (!prefix && plen)) return 0;
+    return pk_cache__remove_where(c, PK_CACHE__SEL_PREFIX, prefix, plen, PK_CACHE_REMOVED);
+}
+
+PK_CACHE_DEF size_t pk_cache_remove_match(pk_cache *c, const char *glob)
+{
+    if (!c || !glob) return 0;
+    return pk_cache__remove_where(c, PK_CACHE__SEL_GLOB, glob, 0, PK_CACHE_REMOVED);
+}
+
+PK_CACHE_DEF size_t pk_cache_purge_expired(pk_cache *c)
+{
+    if (!c) return 0;
+    return pk_cache__remove_where(c, PK_CACHE__SEL_EXPIRED, NULL, 0, PK_CACHE_EXPIRED);
+}
+
+PK_CACHE_DEF void pk_cache_clear(pk_cache *c)
+{
+    if (!c) return;
+    pk_cache__remove_where(c, PK_CACHE__SEL_ALL, NULL, 0, PK_CACHE_CLEARED);
+}
+
+PK_CACHE_DEF void pk_cache_stats_get(pk_cache *c, pk_cache_stats *out)
+{
+    unsigned i;
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!c) return;
+    for (i = 0; i < c->nshards; i++) {
+        pk_cache__shard_fields *s = &c->shards[i].f;
+        pthread_mutex_lock(&s->lock);
+        out->hits += s->hits;
+        out->misses += s->misses;
+        out->inserts += s->inserts;
+        out->updates += s->updates;
+        out->evictions += s->evictions;
+        out->expirations += s->expirations;
+        out->removals += s->removals;
+        out->entries += s->count;
+        out->bytes += s->bytes;
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* ---- snapshots ---- */
+
+#define PK_CACHE__MAGIC "PKCACHE1"
+#define PK_CACHE__END_MAGIC "PKCEND\0\0"
+#define PK_CACHE__VERSION 1u
+#define PK_CACHE__HEAD 16u  /* magic, version, flags */
+#define PK_CACHE__TRAIL 32u /* count, body bytes, checksum, end magic */
+
+/* Checksum: one multiply-rotate step per 8-byte word. Each step is a bijection of the running
+   value, so any change confined to one word always changes the result. Streamable in chunks that
+   are multiples of 8 bytes; the last chunk may be shorter. */
+static uint64_t pk_cache__sum(uint64_t h, const unsigned char *p, size_t n, int last)
+{
+    uint64_t w;
+    while (n >= 8) {
+        h = (h ^ pk_cache__load64(p)) * 0x9E3779B97F4A7C15ull;
+        h = (h << 29) | (h >> 35);
+        p += 8;
+        n -= 8;
+    }
+    if (last) {
+        w = 0;
+        if (n) memcpy(&w, p, n);
+        h = (h ^ w ^ ((uint64_t)n << 56)) * 0xbf58476d1ce4e5b9ull;
+        h = pk_cache__mix(h);
+    }
+    return h;
+}
+
+static void pk_cache__put64(unsigned char *p, uint64_t v)
+{
+    int i;
+    for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t pk_cache__get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+typedef struct pk_cache__writer {
+    int fd, err;
+    uint64_t sum;
+    size_t n;              /* bytes buffered */
+    unsigned char buf[1 << 16];
+} pk_cache__writer;
+
+static void pk_cache__flush(pk_cache__writer *w)
+{
+    size_t off = 0;
+    while (off < w->n && !w->err) {
+        ssize_t r = write(w->fd, w->buf + off, w->n - off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) w->err = r < 0 && errno ? -errno : -EIO;
+        else off += (size_t)r;
+    }
+    w->n = 0;
+}
+
+/* Buffers bytes; full buffers (a multiple of 8 bytes) are checksummed and written. */
+static void pk_cache__emit(pk_cache__writer *w, const void *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    while (len) {
+        size_t k = sizeof w->buf - w->n;
+        if (k > len) k = len;
+        memcpy(w->buf + w->n, p, k);
+        w->n += k;
+        p += k;
+        len -= k;
+        if (w->n == sizeof w->buf) {
+            w->sum = pk_cache__sum(w->sum, w->buf, w->n, 0);
+            pk_cache__flush(w);
+        }
+    }
+}
+
+static int pk_cache__fsync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    size_t n = slash ? (size_t)(slash - path) : 1;
+    int fd;
+    dir = (char *)PK_MALLOC(n + 1);
+    if (!dir) return -ENOMEM;
+    if (slash) memcpy(dir, path, n);
+    else dir[0] = '.';
+    if (n == 0) dir[n++] = '/';
+    dir[n] = 0;
+    fd = open(dir, O_RDONLY);
+    PK_FREE(dir);
+    if (fd < 0) return 0; /* best effort: the rename itself is done */
+    fsync(fd);
+    close(fd);
+    return 0;
+}
+
+PK_CACHE_DEF int pk_cache_save(pk_cache *c, const char *path)
+{
+    pk_cache__writer *w;
+    pk_cache__entry **pins = NULL;
+    size_t npins, cap = 0, i, count = 0;
+    uint64_t body = 0, now;
+    unsigned char hdr[PK_CACHE__HEAD], rec[24];
+    char *tmp;
+    unsigned si;
+    int rc = 0, q;
+    if (!c || !path || !*path) return -EINVAL;
+    tmp = (char *)PK_MALLOC(strlen(path) + 48);
+    w = (pk_cache__writer *)PK_MALLOC(sizeof *w);
+    if (!tmp || !w) {
+        PK_FREE(tmp);
+        PK_FREE(w);
+        return -ENOMEM;
+    }
+    sprintf(tmp, "%s.tmp.%ld.%u", path, (long)getpid(), __atomic_add_fetch(&c->save_seq, 1, __ATOMIC_RELAXED));
+    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (w->fd < 0) {
+        rc = -errno;
+        PK_FREE(tmp);
+        PK_FREE(w);
+        return rc;
+    }
+    w->err = 0;
+    w->n = 0;
+    w->sum = 0x736e617073686f74ull;
+    memcpy(hdr, PK_CACHE__MAGIC, 8);
+    hdr[8] = PK_CACHE__VERSION & 255;
+    hdr[9] = hdr[10] = hdr[11] = 0;
+    memset(hdr + 12, 0, 4);
+    pk_cache__emit(w, hdr, sizeof hdr);
+    now = c->clock_ns(c->user);
+    /* One shard at a time: pin its live entries under the lock (oldest first: main then small for
+       S3-FIFO, LRU order for LRU, so a load re-creates the order), write them without the lock. */
+    for (si = 0; si < c->nshards && !rc; si++) {
+        pk_cache__shard_fields *s = &c->shards[si].f;
+        pthread_mutex_lock(&s->lock);
+        if (cap < s->count) {
+            pk_cache__entry **np = (pk_cache__entry **)PK_REALLOC(pins, s->count * sizeof *pins);
+            if (!np) rc = -ENOMEM;
+            else {
+                pins = np;
+                cap = s->count;
+            }
+        }
+        npins = 0;
+        if (!rc) {
+            for (q = 1; q >= 0; q--) {
+                pk_cache__entry *e;
+                for (e = s->q[q].head; e; e = e->next) {
+                    if (e->expire_ns != PK_CACHE_TTL_NEVER && now >= e->expire_ns) continue;
+                    __atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+                    pins[npins++] = e;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        for (i = 0; i < npins; i++) {
+            pk_cache__entry *e = pins[i];
+            pk_cache__put64(rec, e->klen);
+            pk_cache__put64(rec + 8, e->vlen);
+            pk_cache__put64(rec + 16, e->expire_ns == PK_CACHE_TTL_NEVER ? PK_CACHE_TTL_NEVER : e->expire_ns - now);
+            pk_cache__emit(w, rec, sizeof rec);
+            pk_cache__emit(w, pk_cache__key(e), e->klen);
+            pk_cache__emit(w, pk_cache__val(e), e->vlen);
+            body += sizeof rec + e->klen + e->vlen;
+            count++;
+            pk_cache__unref(e);
+        }
+    }
+    PK_FREE(pins);
+    if (!rc) {
+        unsigned char trail[PK_CACHE__TRAIL];
+        uint64_t sum;
+        pk_cache__put64(trail, count);
+        pk_cache__put64(trail + 8, body);
+        pk_cache__emit(w, trail, 16);
+        /* the buffer now holds the tail of the stream (fewer than 64 KiB bytes) */
+        sum = pk_cache__sum(w->sum, w->buf, w->n, 1);
+        pk_cache__put64(trail + 16, sum);
+        memcpy(trail + 24, PK_CACHE__END_MAGIC, 8);
+        if (w->n + 16 > sizeof w->buf) pk_cache__flush(w); /* the sum is taken: plain write */
+        memcpy(w->buf + w->n, trail + 16, 16);
+        w->n += 16;
+        pk_cache__flush(w);
+        rc = w->err;
+    }
+    if (!rc && fsync(w->fd) != 0) rc = errno ? -errno : -EIO;
+    if (close(w->fd) != 0 && !rc) rc = errno ? -errno : -EIO;
+    if (!rc && rename(tmp, path) != 0) rc = errno ? -errno : -EIO;
+    if (rc) unlink(tmp);
+    else rc = pk_cache__fsync_dir(path);
+    PK_FREE(tmp);
+    PK_FREE(w);
+    return rc;
+}
+
+typedef struct pk_cache__rec {
+    const unsigned char *key, *val;
+    size_t klen, vlen;
+    uint64_t ttl;
+} pk_cache__rec;
+
+/* Reads the whole file. 0, -ENOENT, -EIO, -ENOMEM, or another -errno. */
+static int pk_cache__read_file(const char *path, unsigned char **out, size_t *len)
+{
+    struct stat st;
+    unsigned char *buf;
+    size_t n, off = 0;
+    int fd = open(path, O_RDONLY), rc = 0;
+    *out = NULL;
+    *len = 0;
+    if (fd < 0) return errno == ENOENT ? -ENOENT : -(errno ? errno : EIO);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
+        close(fd);
+        return -EINVAL;
+    }
+    if ((uint64_t)st.st_size > (uint64_t)(SIZE_MAX / 2)) {
+        close(fd);
+        return -ENOMEM;
+    }
+    n = (size_t)st.st_size;
+    buf = (unsigned char *)PK_MALLOC(n ? n : 1);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    while (off < n) {
+        ssize_t r = read(fd, buf + off, n - off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        off += (size_t)r;
+    }
+    close(fd);
+    if (off != n) rc = -EIO;
+    if (rc) {
+        PK_FREE(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* Verifies a whole snapshot image and fills recs (count entries). */
+static int pk_cache__parse(const unsigned char *b, size_t n, pk_cache__rec **recs_out, size_t *count_out)
+{
+    uint64_t count, body, i, off;
+    pk_cache__rec *recs;
+    *recs_out = NULL;
+    *count_out = 0;
+    if (n < 8) return memcmp(b, PK_CACHE__MAGIC, n) == 0 ? -EIO : -EINVAL; /* a cut-off snapshot or not one */
+    if (memcmp(b, PK_CACHE__MAGIC, 8) != 0) return -EINVAL;
+    if (n < PK_CACHE__HEAD) return -EIO;
+    if (pk_cache__get64(b + 8) != PK_CACHE__VERSION) return -EINVAL; /* version and flags */
+    if (n < PK_CACHE__HEAD + PK_CACHE__TRAIL) return -EIO;
+    if (memcmp(b + n - 8, PK_CACHE__END_MAGIC, 8) != 0) return -EIO;
+    if (pk_cache__sum(0x736e617073686f74ull, b, n - 16, 1) != pk_cache__get64(b + n - 16)) return -EIO;
+    count = pk_cache__get64(b + n - 32);
+    body = pk_cache__get64(b + n - 24);
+    if (body != n - PK_CACHE__HEAD - PK_CACHE__TRAIL || count > body / 24) return -EIO;
+    recs = (pk_cache__rec *)PK_MALLOC((size_t)(count ? count : 1) * sizeof *recs);
+    if (!recs) return -ENOMEM;
+    off = PK_CACHE__HEAD;
+    for (i = 0; i < count; i++) {
+        uint64_t kl, vl, end = PK_CACHE__HEAD + body;
+        if (end - off < 24) break;
+        kl = pk_cache__get64(b + off);
+        vl = pk_cache__get64(b + off + 8);
+        recs[i].ttl = pk_cache__get64(b + off + 16);
+        off += 24;
+        if (kl > end - off || vl > end - off - kl || kl > UINT32_MAX) break;
+        recs[i].key = b + off;
+        recs[i].klen = (size_t)kl;
+        recs[i].val = b + off + kl;
+        recs[i].vlen = (size_t)vl;
+        off += kl + vl;
+    }
+    if (i != count || off != PK_CACHE__HEAD + body) {
+        PK_FREE(recs);
+        return -EIO;
+    }
+    *recs_out = recs;
+    *count_out = (size_t)count;
+    return 0;
+}
+
+PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path)
+{
+    unsigned char *file;
+    size_t n, count, i, live = 0, *per_shard;
+    pk_cache__rec *recs = NULL;
+    pk_cache__entry **ents = NULL, *victims = NULL;
+    uint64_t now;
+    unsigned si;
+    int rc;
+    if (!c || !path) return -EINVAL;
+    rc = pk_cache__read_file(path, &file, &n);
+    if (rc) return rc;
+    rc = pk_cache__parse(file, n, &recs, &count);
+    if (rc) {
+        PK_FREE(file);
+        return rc;
+    }
+    /* Build every entry before touching the cache. */
+    per_shard = (size_t *)PK_MALLOC(c->nshards * sizeof *per_shard);
+    ents = (pk_cache__entry **)PK_MALLOC((count ? count : 1) * sizeof *ents);
+    if (!per_shard || !ents) rc = -ENOMEM;
+    now = c->clock_ns(c->user);
+    if (!rc) memset(per_shard, 0, c->nshards * sizeof *per_shard);
+    for (i = 0; i < count && !rc; i++) {
+        pk_cache__rec *r = &recs[i];
+        uint64_t h = pk_cache__hash(r->key, r->klen, c->seed);
+        pk_cache__shard_fields *s = pk_cache__shard_of(c, h);
+        size_t charge = pk_cache__charge_of(r->klen, r->vlen);
+        if (r->ttl == 0 || !charge || charge > s->max_bytes) continue; /* expired or never fits */
+        ents[live] = pk_cache__entry_new(h, r->key, r->klen, r->val, r->vlen,
+                                         r->ttl == PK_CACHE_TTL_NEVER ? PK_CACHE_TTL_NEVER : pk_cache__sat_add(now, r->ttl));
+        if (!ents[live]) rc = -ENOMEM;
+        else {
+            per_shard[pk_cache__shard_index(c, h)]++;
+            live++;
+        }
+    }
+    PK_FREE(recs);
+    PK_FREE(file);
+    /* Commit under every shard lock (in order, so concurrent loads cannot deadlock); the tables are
+       grown first, after which inserting cannot fail. */
+    if (!rc) {
+        for (si = 0; si < c->nshards; si++) pthread_mutex_lock(&c->shards[si].f.lock);
+        for (si = 0; si < c->nshards && !rc; si++) {
+            pk_cache__shard_fields *s = &c->shards[si].f;
+            size_t want = s->count + per_shard[si];
+            if (want > s->max_entries) want = s->max_entries;
+            rc = pk_cache__reserve(c, s, want);
+        }
+        if (!rc)
+            for (i = 0; i < live; i++) pk_cache__insert_locked(c, pk_cache__shard_of(c, ents[i]->hash), ents[i], &victims);
+        for (si = c->nshards; si-- > 0;) pthread_mutex_unlock(&c->shards[si].f.lock);
+    }
+    if (rc)
+        for (i = 0; i < live; i++) PK_FREE(ents[i]);
+    PK_FREE(ents);
+    PK_FREE(per_shard);
+    pk_cache__finish(c, victims);
+    return rc;
+}
+
+#endif /* PK_CACHE_IMPLEMENTATION */
