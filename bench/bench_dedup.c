@@ -344,6 +344,7 @@ static void bench_scaling(int trials, size_t n)
         bench_note("dedup", note);
         bench_result("dedup", "2-thread scaling, distinct keys, 1 us work", sp, "1 thread", 1.0, "x", ">= 1.7");
         bench_result("dedup", "2-thread scaling: pk over plain 1-mutex", sp, "plain 1-mutex", sq, "x", "-");
+        bench_result("dedup", "2-thread scaling: pk over the machine's (direct fn)", sp, "direct fn", sd, "x", "-");
     }
 }
 
