@@ -115,8 +115,10 @@ int main(void)
        CLOCK_MONOTONIC.
      - Bucket locks are 4-byte test-and-test-and-set locks that spin briefly and then yield; they
        are held for a few dozen instructions, never across fn, free_value or an allocation.
-     - The table never resizes: it holds only calls whose fn is running, at most one per thread,
-       so chains stay short.
+     - The table never resizes: it holds only calls whose fn is running (one per thread, more
+       only when fn nests calls), so chains stay short.
+     - fn must return normally: a longjmp or C++ exception out of fn would leave the call record
+       (on the unwound stack) linked in the table.
 
    Revision notes
      1.0  first release.
