@@ -3,31 +3,41 @@
 
    QUICK START
    -----------
-   In exactly one C or C++ file:
-       #define PK_PROF_IMPLEMENTATION
-       #include "pk_prof.h"
-   Everywhere else just #include "pk_prof.h".
+   In exactly one C or C++ file #define PK_PROF_IMPLEMENTATION before #include "pk_prof.h";
+   everywhere else just include it. A complete program:
 
+   ---8<--- example
+   #define PK_PROF_IMPLEMENTATION
+   #include "pk_prof.h"
+
+   static void work(void) { volatile int i; for (i = 0; i < 1000; i++) { } }
+
+   int main(void)
+   {
        pk_prof *p;
-       if (pk_prof_create(&p, NULL) != 0) return 1;      // 1 ns .. 1 hour, 3 digits
-       int parse = pk_prof_label(p, "parse");            // same name -> same id
-       for (int i = 0; i < 1000; i++) {
-           uint64_t t0 = pk_prof_now();
-           do_parse();
-           pk_prof_record(p, parse, pk_prof_now() - t0); // any thread, no lock
-       }
-       PK_PROF_SCOPE(p, parse) { do_parse(); }           // the same, as a block
+       pk_hist *h;
        pk_prof_stats st;
-       pk_prof_stats_get(p, parse, &st);                 // st.p50, st.p99, st.mean ...
-       pk_prof_report(p, stdout, PK_PROF_TEXT);          // or _MARKDOWN, _CSV, _JSON
+       int parse, i;
+       if (pk_prof_create(&p, NULL) != 0) return 1;   // 1 ns .. 1 hour, 3 digits
+       parse = pk_prof_label(p, "parse");             // the same name gives the same id
+       for (i = 0; i < 1000; i++) {
+           uint64_t t0 = pk_prof_now();
+           work();
+           pk_prof_record(p, parse, pk_prof_now() - t0);  // from any thread, no lock
+       }
+       PK_PROF_SCOPE(p, parse) { work(); }            // the same, for a block
+       pk_prof_stats_get(p, parse, &st);
+       printf("p50 %llu ns, p99 %llu ns\n", (unsigned long long)st.p50, (unsigned long long)st.p99);
+       pk_prof_report(p, stdout, PK_PROF_TEXT);       // or _MARKDOWN, _CSV, _JSON
        pk_prof_destroy(p);
 
-   A histogram alone (single writer):
-       pk_hist *h;
-       pk_hist_create(&h, 3600000000000ull, 3);          // max value, significant digits
-       pk_hist_record(h, 1234);
-       uint64_t p99 = pk_hist_percentile(h, 99.0);
+       if (pk_hist_create(&h, 1000000, 3) != 0) return 1;  // a histogram alone: one writer
+       for (i = 1; i <= 1000; i++) pk_hist_record(h, (uint64_t)i * 1000);
+       printf("p99 %llu\n", (unsigned long long)pk_hist_percentile(h, 99.0));  // 990000 +- 0.1%
        pk_hist_destroy(h);
+       return st.count == 1001 ? 0 : 1;
+   }
+   --->8---
 
    Build: C99 or C++11, POSIX. Link with -pthread; no libm needed. Under strict -std=c99 define
    _POSIX_C_SOURCE=200809L (with -std=gnu99 or the compiler's default nothing is needed).
@@ -1352,14 +1362,6 @@ PK_PROF__PRIV int pk_prof__human(char *buf, size_t cap, double ns)
     return (int)strlen(buf) - (unit[0] == '\xc2' ? 1 : 0);
 }
 
-PK_PROF__PRIV int pk_prof__utf8_cols(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80) n++;
-    return n;
-}
-
 PK_PROF__PRIV void pk_prof__pad(FILE *f, int n)
 {
     while (n-- > 0) fputc(' ', f);
@@ -1383,6 +1385,38 @@ PK_PROF__PRIV int pk_prof__utf8_len(const unsigned char *s)
     if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
     return n;
+}
+
+/* A name as a table cell for people: control characters and bytes that are not UTF-8 shown as C
+   escapes, so that every row stays on one line and aligned. Writes it if f != NULL; returns the
+   display columns. md: also escape '|' (Markdown). */
+PK_PROF__PRIV int pk_prof__cell_name(FILE *f, const char *s, int md)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    int cols = 0;
+    while (*u) {
+        int n = pk_prof__utf8_len(u);
+        char esc[8];
+        esc[0] = 0;
+        if (n == 0 || *u < 0x20 || *u == 0x7f) {
+            if (n != 0 && *u == '\n') strcpy(esc, "\\n");
+            else if (n != 0 && *u == '\t') strcpy(esc, "\\t");
+            else if (n != 0 && *u == '\r') strcpy(esc, "\\r");
+            else snprintf(esc, sizeof esc, "\\x%02x", *u);
+            n = 1;
+        } else if (md && (*u == '|' || *u == '\\')) {
+            esc[0] = '\\', esc[1] = (char)*u, esc[2] = 0;
+        }
+        if (esc[0]) {
+            if (f) fputs(esc, f);
+            cols += (int)strlen(esc);
+        } else {
+            if (f) fwrite(u, 1, (size_t)n, f);
+            cols++;
+        }
+        u += n;
+    }
+    return cols;
 }
 
 PK_PROF__PRIV void pk_prof__json_str(FILE *f, const char *s)
@@ -1427,15 +1461,6 @@ PK_PROF__PRIV void pk_prof__csv_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-PK_PROF__PRIV void pk_prof__md_str(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '|' || *s == '\\') fputc('\\', f);
-        if (*s == '\n' || *s == '\r') fputc(' ', f);
-        else fputc(*s, f);
-    }
-}
-
 #define PK_PROF__NCOLS 11
 static const char *const pk_prof__cols[PK_PROF__NCOLS] = {"count", "min",  "p50",  "p90",    "p95",    "p99",
                                                           "p99.9", "max", "mean", "stddev", "clamped"};
@@ -1476,7 +1501,7 @@ PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
         w[0] = 5;
         for (c = 0; c < PK_PROF__NCOLS; c++) w[c + 1] = (int)strlen(pk_prof__cols[c]);
         for (i = 0; i < n; i++) {
-            int lw = pk_prof__utf8_cols(p->names[i]);
+            int lw = pk_prof__cell_name(NULL, p->names[i], 0);
             if (lw > w[0]) w[0] = lw;
             pk_prof__snapshot(p, i, p->shape);
             pk_prof__hist_stats(p->shape, p->shape->counts, &st);
@@ -1493,8 +1518,7 @@ PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
         }
         fputs("\n", out);
         for (i = 0; i < n; i++) {
-            fputs(p->names[i], out);
-            pk_prof__pad(out, w[0] - pk_prof__utf8_cols(p->names[i]));
+            pk_prof__pad(out, w[0] - pk_prof__cell_name(out, p->names[i], 0));
             pk_prof__snapshot(p, i, p->shape);
             pk_prof__hist_stats(p->shape, p->shape->counts, &st);
             pk_prof__cells(&st, cells, cols);
@@ -1517,7 +1541,7 @@ PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
             pk_prof__hist_stats(p->shape, p->shape->counts, &st);
             pk_prof__cells(&st, cells, cols);
             fputs("| ", out);
-            pk_prof__md_str(out, p->names[i]);
+            pk_prof__cell_name(out, p->names[i], 1);
             fputs(" |", out);
             for (c = 0; c < PK_PROF__NCOLS; c++) fprintf(out, " %s |", cells[c]);
             fputs("\n", out);
