@@ -697,9 +697,17 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
     s->bytes += charge;
 }
 
-/* After unlocking: report and drop each victim. */
+/* After unlocking: report and drop each victim, in the order they left. */
 static void pk_cache__finish(pk_cache *c, pk_cache__entry *victims)
 {
+    pk_cache__entry *rev = NULL;
+    while (victims) { /* the list was built by pushing: reverse it */
+        pk_cache__entry *e = victims;
+        victims = e->next;
+        e->next = rev;
+        rev = e;
+    }
+    victims = rev;
     while (victims) {
         pk_cache__entry *e = victims;
         victims = e->next;
@@ -817,9 +825,10 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     int rc;
     if (!c || (!key && klen) || (!val && vlen)) return -EINVAL;
     charge = pk_cache__charge_of(klen, vlen);
+    if (!charge) return -E2BIG;
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
-    if (!charge || charge > s->max_bytes) return -E2BIG;
+    if (charge > s->max_bytes) return -E2BIG;
     if (ttl_ns == PK_CACHE_TTL_DEFAULT) ttl_ns = c->ttl_ns ? c->ttl_ns : PK_CACHE_TTL_NEVER;
     if (ttl_ns != PK_CACHE_TTL_NEVER) expire = pk_cache__sat_add(c->clock_ns(c->user), ttl_ns);
     e = pk_cache__entry_new(h, key, klen, val, vlen, expire);
@@ -868,6 +877,7 @@ PK_CACHE_DEF int pk_cache_get(pk_cache *c, const void *key, size_t klen, void *b
     pk_cache__shard_fields *s;
     pk_cache__entry *e, *victims = NULL;
     if (!c || (!key && klen) || (!buf && cap)) return -EINVAL;
+    if (klen > UINT32_MAX) return -ENOENT; /* longer than any stored key */
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
     pthread_mutex_lock(&s->lock);
@@ -889,6 +899,7 @@ PK_CACHE_DEF int pk_cache_acquire(pk_cache *c, const void *key, size_t klen, pk_
     if (!ref) return -EINVAL;
     memset(ref, 0, sizeof *ref);
     if (!c || (!key && klen)) return -EINVAL;
+    if (klen > UINT32_MAX) return -ENOENT;
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
     pthread_mutex_lock(&s->lock);
@@ -922,6 +933,7 @@ PK_CACHE_DEF int pk_cache_remove(pk_cache *c, const void *key, size_t klen)
     size_t i;
     int rc = -ENOENT;
     if (!c || (!key && klen)) return -EINVAL;
+    if (klen > UINT32_MAX) return -ENOENT;
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
     pthread_mutex_lock(&s->lock);
