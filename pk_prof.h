@@ -106,9 +106,8 @@
      improvement_pct for the size of the effect. Identical data gives z = 0.
 
    THREAD SAFETY
-     pk_hist: one writer; reading or merging while another thread records is not allowed (use
-     pk_prof for that). Counters are accessed with relaxed atomics, so such misuse is a stale read,
-     never a crash.
+     pk_hist: one writer; reading or merging it while another thread records into it is not
+     allowed (that is what pk_prof is for).
      pk_prof: every function may be called from any thread at once, except destroy (no other call
      may be running or start; threads that recorded must have returned from pk_prof_record, and a
      thread that is exiting must have finished exiting, i.e. join them first).
@@ -543,7 +542,8 @@ PK_PROF__PRIV void pk_prof__walk(const pk_hist *h, const uint64_t *counts, pk_pr
     if (L->T <= L->max_value) {
         for (k = L->K0; k <= L->Kmax; k++) {
             for (p = 0; p < Q; p++) {
-                uint64_t e = h->tab[((size_t)k << L->q) + p], n = e >> 32, base = (uint32_t)e, j, next;
+                uint64_t e = h->tab[((size_t)k << L->q) + p], n = e >> 32, base = (uint32_t)e, j, next, nlo = 0;
+                int known;
                 uint64_t lo0 = (1ull << k) + ((uint64_t)p << (k - L->q));
                 if (n == 0 || lo0 > L->max_value) continue;
                 /* buckets of this piece: up to the next entry's base (or the overflow bucket) */
@@ -555,13 +555,16 @@ PK_PROF__PRIV void pk_prof__walk(const pk_hist *h, const uint64_t *counts, pk_pr
                     uint64_t e2 = h->tab[((size_t)(k + 1) << L->q)];
                     if (e2 >> 32) next = (uint32_t)e2;
                 }
-                for (j = 0; base + j < next; j++) {
+                for (j = 0, known = 0; base + j < next; j++) {
                     c = PK_PROF__LD(counts[base + j]);
                     if (c) {
-                        uint64_t lo = pk_prof__sub_lo(k, L->q, p, n, j);
-                        uint64_t hi = pk_prof__sub_lo(k, L->q, p, n, j + 1) - 1;
-                        if (hi > L->max_value) hi = L->max_value;
+                        uint64_t lo = known ? nlo : pk_prof__sub_lo(k, L->q, p, n, j), hi;
+                        nlo = pk_prof__sub_lo(k, L->q, p, n, j + 1);
+                        known = 1;
+                        hi = nlo - 1 > L->max_value ? L->max_value : nlo - 1;
                         if (fn(ctx, lo, hi, c, (size_t)(base + j))) return;
+                    } else {
+                        known = 0;
                     }
                 }
             }
@@ -570,6 +573,63 @@ PK_PROF__PRIV void pk_prof__walk(const pk_hist *h, const uint64_t *counts, pk_pr
     idx = L->nbuckets - 1;
     c = PK_PROF__LD(counts[idx]);
     if (c) fn(ctx, L->max_value, L->max_value, c, idx);
+}
+
+/* Bounds [lo, hi] of bucket idx: a binary search over the table (pieces are in bucket order). */
+PK_PROF__PRIV void pk_prof__bounds(const pk_hist *h, size_t idx, uint64_t *lo, uint64_t *hi)
+{
+    const pk_prof__layout *L = &h->L;
+    size_t a, b, m;
+    uint64_t e, n;
+    unsigned k, p;
+    if (idx + 1 >= L->nbuckets) { /* the overflow bucket */
+        *lo = *hi = L->max_value;
+        return;
+    }
+    if (idx < L->T) {
+        *lo = *hi = idx;
+        return;
+    }
+    a = (size_t)L->K0 << L->q;
+    b = ((size_t)L->Kmax + 1) << L->q;
+    while (b > a + 1 && (h->tab[b - 1] >> 32) == 0) b--; /* pieces above max_value are empty */
+    while (b - a > 1) { /* the last entry with base <= idx */
+        m = a + (b - a) / 2;
+        if ((uint32_t)h->tab[m] <= idx) a = m;
+        else b = m;
+    }
+    e = h->tab[a];
+    n = e >> 32;
+    k = (unsigned)(a >> L->q);
+    p = (unsigned)(a & ((1u << L->q) - 1));
+    *lo = pk_prof__sub_lo(k, L->q, p, n, idx - (uint32_t)e);
+    *hi = pk_prof__sub_lo(k, L->q, p, n, idx - (uint32_t)e + 1) - 1;
+    if (*hi > L->max_value) *hi = L->max_value;
+}
+
+/* The value at rank (1-based) of counts, clamped to [mn, mx]: scans from the nearer end. */
+PK_PROF__PRIV uint64_t pk_prof__at_rank(const pk_hist *h, const uint64_t *counts, uint64_t total, uint64_t rank,
+                                        uint64_t mn, uint64_t mx)
+{
+    size_t i, nb = h->L.nbuckets;
+    uint64_t cum = 0, lo, hi, v;
+    if (rank <= 1) return mn;
+    if (rank >= total) return mx;
+    if (rank > total / 2) {
+        uint64_t above = total - rank; /* samples above the one wanted */
+        for (i = nb; i-- > 0;) {
+            cum += PK_PROF__LD(counts[i]);
+            if (cum > above) break;
+        }
+    } else {
+        for (i = 0; i < nb; i++) {
+            cum += PK_PROF__LD(counts[i]);
+            if (cum >= rank) break;
+        }
+    }
+    pk_prof__bounds(h, i, &lo, &hi);
+    v = pk_prof__bucket_value(lo, hi);
+    return v < mn ? mn : (v > mx ? mx : v);
 }
 
 /* ---- pk_hist ----------------------------------------------------------------------------------- */
@@ -666,13 +726,20 @@ PK_PROF_DEF void pk_hist_record_n(pk_hist *h, uint64_t value, uint64_t count)
     if (h && count) pk_prof__hist_add(h, value, count);
 }
 
+/* Sum of counts. Plain loads (they vectorise): only used on a pk_hist that no thread records
+   into meanwhile (pk_hist's contract; pk_prof sums shards into a private scratch first). */
+PK_PROF__PRIV uint64_t pk_prof__sum(const uint64_t *c, size_t n)
+{
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i;
+    for (i = 0; i + 4 <= n; i += 4) s0 += c[i], s1 += c[i + 1], s2 += c[i + 2], s3 += c[i + 3];
+    for (; i < n; i++) s0 += c[i];
+    return s0 + s1 + s2 + s3;
+}
+
 PK_PROF_DEF uint64_t pk_hist_count(const pk_hist *h)
 {
-    uint64_t s = 0;
-    size_t i;
-    if (!h) return 0;
-    for (i = 0; i < h->L.nbuckets; i++) s += PK_PROF__LD(h->counts[i]);
-    return s;
+    return h ? pk_prof__sum(h->counts, h->L.nbuckets) : 0;
 }
 
 PK_PROF_DEF uint64_t pk_hist_clamped(const pk_hist *h)
@@ -779,7 +846,7 @@ PK_PROF__PRIV void pk_prof__hist_stats(const pk_hist *h, const uint64_t *counts,
     double mean, var;
     memset(out, 0, sizeof *out);
     memset(&c, 0, sizeof c);
-    for (i = 0; i < h->L.nbuckets; i++) c.total += PK_PROF__LD(counts[i]);
+    c.total = pk_prof__sum(counts, h->L.nbuckets);
     if (c.total == 0) return;
     c.min = PK_PROF__LD(h->min);
     c.max = PK_PROF__LD(h->max);
@@ -813,25 +880,8 @@ PK_PROF_DEF void pk_hist_stats(const pk_hist *h, pk_prof_stats *out)
     pk_prof__hist_stats(h, h->counts, out);
 }
 
-typedef struct pk_prof__pct_ctx {
-    uint64_t rank, cum, val;
-} pk_prof__pct_ctx;
-
-PK_PROF__PRIV int pk_prof__pct_cb(void *vctx, uint64_t lo, uint64_t hi, uint64_t count, size_t index)
-{
-    pk_prof__pct_ctx *c = (pk_prof__pct_ctx *)vctx;
-    (void)index;
-    c->cum += count;
-    if (c->cum >= c->rank) {
-        c->val = pk_prof__bucket_value(lo, hi);
-        return 1;
-    }
-    return 0;
-}
-
 PK_PROF_DEF uint64_t pk_hist_percentile(const pk_hist *h, double pct)
 {
-    pk_prof__pct_ctx c;
     uint64_t total, mn, mx;
     if (!h || pct != pct) return 0;
     total = pk_hist_count(h);
@@ -842,12 +892,7 @@ PK_PROF_DEF uint64_t pk_hist_percentile(const pk_hist *h, double pct)
     if (mn > mx) mn = mx;
     if (pct <= 0) return mn;
     if (pct >= 100) return mx;
-    memset(&c, 0, sizeof c);
-    c.rank = pk_prof__rank(pct, total);
-    if (c.rank <= 1) return mn;
-    if (c.rank >= total) return mx;
-    pk_prof__walk(h, h->counts, pk_prof__pct_cb, &c);
-    return c.val < mn ? mn : (c.val > mx ? mx : c.val);
+    return pk_prof__at_rank(h, h->counts, total, pk_prof__rank(pct, total), mn, mx);
 }
 
 /* Mann-Whitney U over two count arrays of one layout: samples in one bucket are ties. */

@@ -49,6 +49,11 @@ static int layout_cb(void *vc, uint64_t lo, uint64_t hi, uint64_t count, size_t 
     if (!c->n && lo != 0) c->bad++;
     if (hi < lo || r < lo || r > hi) c->bad++;
     if (pk_prof__index(c->h, lo) != idx || pk_prof__index(c->h, hi) != idx) c->bad++;
+    {
+        uint64_t lo2, hi2;
+        pk_prof__bounds(c->h, idx, &lo2, &hi2);
+        if (lo2 != lo || hi2 != hi) c->bad++;
+    }
     /* the value reported for the bucket is within 10^-d of every value in it */
     if (!within(r, lo, c->d) || !within(r, hi, c->d)) {
         if (c->bad < 3)
