@@ -71,7 +71,7 @@
                               existing key), evictions, expirations, removals (remove, prefix, match,
                               clear), entries, bytes. Per shard the counters are read under its lock,
                               so always: entries == inserts - evictions - expirations - removals.
-   pk_cache_save(c, path)     writes a snapshot: to "path.tmp.<pid>.<n>", fsync, rename over path,
+   pk_cache_save(c, path)     writes a snapshot: to "path.tmp.<pid>.<cache>.<n>", fsync, rename over path,
                               fsync the directory. A crash leaves the old file or the new one, never
                               a mix. Entries carry their remaining TTL. -EINVAL, -ENOMEM, -EIO (or
                               the errno of the failing system call).
@@ -1184,15 +1184,19 @@ PK_CACHE_DEF int pk_cache_save(pk_cache *c, const char *path)
     unsigned si;
     int rc = 0, q;
     if (!c || !path || !*path) return -EINVAL;
-    tmp = (char *)PK_MALLOC(strlen(path) + 48);
+    tmp = (char *)PK_MALLOC(strlen(path) + 64);
     w = (pk_cache__writer *)PK_MALLOC(sizeof *w);
     if (!tmp || !w) {
         PK_FREE(tmp);
         PK_FREE(w);
         return -ENOMEM;
     }
-    sprintf(tmp, "%s.tmp.%ld.%u", path, (long)getpid(), __atomic_add_fetch(&c->save_seq, 1, __ATOMIC_RELAXED));
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* a name no other save uses: process, cache, sequence; O_EXCL in case one is left over */
+    do {
+        sprintf(tmp, "%s.tmp.%ld.%lx.%u", path, (long)getpid(), (unsigned long)((uintptr_t)c & 0xffffffffu),
+                __atomic_add_fetch(&c->save_seq, 1, __ATOMIC_RELAXED));
+        w->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    } while (w->fd < 0 && errno == EEXIST);
     if (w->fd < 0) {
         rc = -errno;
         PK_FREE(tmp);

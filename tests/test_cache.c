@@ -967,6 +967,50 @@ static void test_threads(void)
     fake_now = 0;
 }
 
+/* ---- two caches saving to one path at once (temporary names must not collide) ---- */
+
+typedef struct saver {
+    pk_cache *c;
+    char path[128];
+    int fails;
+} saver;
+
+static void *saver_main(void *p)
+{
+    saver *s = (saver *)p;
+    int i;
+    for (i = 0; i < pk_test_scale(40); i++)
+        if (pk_cache_save(s->c, s->path) != 0) s->fails++;
+    return NULL;
+}
+
+static void test_concurrent_saves(void)
+{
+    saver s[2];
+    pthread_t th[2];
+    int i, j;
+    pk_cache *c;
+    for (i = 0; i < 2; i++) {
+        s[i].c = mk(1000, 0, 1, i, NULL);
+        tmp_path(s[i].path, "shared");
+        s[i].fails = 0;
+        for (j = 0; j < 500; j++) {
+            char k[16];
+            sprintf(k, "c%d:%d", i, j);
+            put_s(s[i].c, k, "some value bytes");
+        }
+    }
+    for (i = 0; i < 2; i++) pthread_create(&th[i], NULL, saver_main, &s[i]);
+    for (i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    PK_CHECK_EQ(s[0].fails + s[1].fails, 0);
+    c = mk(1000, 0, 1, PK_CACHE_LRU, NULL);
+    PK_CHECK_EQ(pk_cache_load(c, s[0].path), 0);
+    check_stats_add_up(c);
+    pk_cache_destroy(c);
+    for (i = 0; i < 2; i++) pk_cache_destroy(s[i].c);
+    unlink(s[0].path);
+}
+
 /* ---- allocation failure at every allocation point ---- */
 
 static int sweep_policy;
@@ -1123,6 +1167,7 @@ int main(void)
     PK_TEST(test_snapshot_damage);
     PK_TEST(test_scan_resistance);
     PK_TEST(test_threads);
+    PK_TEST(test_concurrent_saves);
     PK_TEST(test_alloc_sweep);
     PK_TEST(test_bad_input);
     PK_TEST(test_shards_small_bound);
