@@ -12,9 +12,9 @@ mkdir -p "${BUILD:-build}"
 if [ -f /usr/include/uthash.h ]; then PEER_CFLAGS="$PEER_CFLAGS -DPK_HAVE_UTHASH"
 else PEER_MISSING="${PEER_MISSING}uthash LRU (cache peer): apt-get install uthash-dev
 "; fi
-if pkg-config --exists apr-util-1 2>/dev/null && _peer_try $(pkg-config --cflags --libs apr-util-1); then
-    PEER_CFLAGS="$PEER_CFLAGS -DPK_HAVE_APR $(pkg-config --cflags apr-util-1)"
-    PEER_LIBS="$PEER_LIBS $(pkg-config --libs apr-util-1)"
+if pkg-config --exists apr-util-1 apr-1 2>/dev/null && _peer_try $(pkg-config --cflags --libs apr-util-1 apr-1); then
+    PEER_CFLAGS="$PEER_CFLAGS -DPK_HAVE_APR $(pkg-config --cflags apr-util-1 apr-1)"
+    PEER_LIBS="$PEER_LIBS $(pkg-config --libs apr-util-1 apr-1)"
 else PEER_MISSING="${PEER_MISSING}APR apr_reslist (resource pool peer): apt-get install libaprutil1-dev pkg-config
 "; fi
 if _peer_try -fopenmp; then PEER_CFLAGS="$PEER_CFLAGS -DPK_HAVE_OPENMP -fopenmp"
