@@ -1,0 +1,1394 @@
+/* test_pool.c — tests for pk_pool.h: object pool and resource pool.
+   Build: cc -O1 -g -pthread -Itests -I. tests/test_pool.c -o test_pool */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "pk_test.h"
+
+#define PK_MALLOC(n) pk_test_malloc(n)
+#define PK_REALLOC(p, n) pk_test_realloc(p, n)
+#define PK_FREE(p) pk_test_free(p)
+#define PK_POOL_IMPLEMENTATION
+#include "pk_pool.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+/* ================================ object pool ================================================ */
+
+typedef struct counters { long init, reset, fini, init_fail_at, init_calls; } counters;
+
+static int c_init(void *o, void *u)
+{
+    counters *c = (counters *)u;
+    long n = __atomic_add_fetch(&c->init_calls, 1, __ATOMIC_SEQ_CST);
+    if (c->init_fail_at && n == c->init_fail_at) return -1;
+    __atomic_add_fetch(&c->init, 1, __ATOMIC_SEQ_CST);
+    memset(o, 0xAB, 8);
+    return 0;
+}
+static void c_reset(void *o, void *u) { (void)o; __atomic_add_fetch(&((counters *)u)->reset, 1, __ATOMIC_SEQ_CST); }
+static void c_fini(void *o, void *u) { (void)o; __atomic_add_fetch(&((counters *)u)->fini, 1, __ATOMIC_SEQ_CST); }
+
+static void test_pool_bad_input(void)
+{
+    pk_pool *p = (pk_pool *)1;
+    pk_pool_config c;
+    int local;
+    char *heap;
+    void *o;
+    memset(&c, 0, sizeof c);
+    PK_CHECK_EQ(pk_pool_create(NULL, &c), -EINVAL);
+    PK_CHECK_EQ(pk_pool_create(&p, NULL), -EINVAL);
+    PK_CHECK(p == NULL);
+    PK_CHECK_EQ(pk_pool_create(&p, &c), -EINVAL); /* size 0 */
+    c.size = 8;
+    c.align = 3;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), -EINVAL);
+    c.align = 24;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), -EINVAL);
+    c.align = 0;
+    c.max = 4;
+    c.prealloc = 5;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), -EINVAL);
+    c.max = 0;
+    c.prealloc = 0;
+    c.size = (size_t)-1;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), -EINVAL);
+    c.size = 8;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    PK_CHECK(pk_pool_acquire(NULL) == NULL);
+    PK_CHECK_EQ(pk_pool_release(NULL, &local), -EINVAL);
+    PK_CHECK_EQ(pk_pool_release(p, NULL), -EINVAL);
+    PK_CHECK_EQ(pk_pool_release(p, &local), -EINVAL); /* stack address */
+    heap = (char *)malloc(64);
+    PK_CHECK_EQ(pk_pool_release(p, heap), -EINVAL); /* heap address the pool never gave */
+    o = pk_pool_acquire(p);
+    PK_CHECK(o != NULL);
+    PK_CHECK_EQ(pk_pool_release(p, (char *)o + 1), -EINVAL); /* interior */
+    PK_CHECK_EQ(pk_pool_release(p, (char *)o + 8), -EINVAL); /* next slot, never lent */
+    PK_CHECK_EQ(pk_pool_release(p, (char *)o - 16), -EINVAL);
+    PK_CHECK_EQ(pk_pool_release(p, o), 0);
+    PK_CHECK_EQ(pk_pool_release(p, o), -EINVAL); /* double */
+    free(heap);
+    pk_pool_stats_get(NULL, NULL);
+    pk_pool_destroy(NULL);
+    pk_pool_flush(NULL);
+    pk_pool_destroy(p);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+/* max reached -> NULL, counted; a release lets the next acquire through. */
+static void bounds_case(size_t max)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    void **v = (void **)calloc(max + 1, sizeof(void *));
+    size_t i, j;
+    memset(&c, 0, sizeof c);
+    c.size = 24;
+    c.max = max;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    for (i = 0; i < max; i++) {
+        v[i] = pk_pool_acquire(p);
+        PK_CHECK_MSG(v[i] != NULL, "max %zu: acquire %zu failed", max, i);
+        for (j = 0; j < i; j++) PK_CHECK(v[j] != v[i]);
+    }
+    PK_CHECK(pk_pool_acquire(p) == NULL);
+    PK_CHECK(pk_pool_acquire(p) == NULL);
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.exhausted, 2);
+    PK_CHECK_EQ(st.in_use, max);
+    PK_CHECK_EQ(st.peak_in_use, max);
+    PK_CHECK_EQ(st.created, max);
+    PK_CHECK_EQ(pk_pool_release(p, v[max / 2]), 0);
+    v[max / 2] = pk_pool_acquire(p);
+    PK_CHECK(v[max / 2] != NULL);
+    for (i = 0; i < max; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.in_use, 0);
+    PK_CHECK_EQ(st.idle, max);
+    PK_CHECK_EQ(st.acquires, max + 1);
+    pk_pool_destroy(p);
+    free(v);
+}
+
+static void test_pool_bounds(void)
+{
+    bounds_case(1);
+    bounds_case(10);    /* too small for a thread cache */
+    bounds_case(64);    /* cache of 8 */
+    bounds_case(5000);  /* several chunks, full caches */
+}
+
+static void test_pool_alignment(void)
+{
+    size_t aligns[] = {0, 1, 2, 8, 16, 32, 64, 128, 4096, 65536};
+    size_t sizes[] = {1, 3, 17, 100, 4097};
+    size_t a, s, i;
+    for (a = 0; a < sizeof aligns / sizeof aligns[0]; a++)
+        for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            pk_pool *p;
+            pk_pool_config c;
+            void *v[100];
+            size_t want = aligns[a] ? aligns[a] : 16;
+            memset(&c, 0, sizeof c);
+            c.size = sizes[s];
+            c.align = aligns[a];
+            c.prealloc = 10;
+            PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+            for (i = 0; i < 100; i++) {
+                v[i] = pk_pool_acquire(p);
+                PK_CHECK(v[i] != NULL);
+                PK_CHECK_MSG(((uintptr_t)v[i] & (want - 1)) == 0, "align %zu size %zu: %p", aligns[a], sizes[s], v[i]);
+                memset(v[i], (int)i, sizes[s]); /* the whole object is ours (ASan checks) */
+            }
+            for (i = 0; i < 100; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+            pk_pool_destroy(p);
+        }
+}
+
+static void test_pool_reuse_and_callbacks(void)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    counters k;
+    void *a, *b, *seen[3];
+    int i, nseen = 0;
+    memset(&c, 0, sizeof c);
+    memset(&k, 0, sizeof k);
+    c.size = 64;
+    c.prealloc = 3;
+    c.init = c_init;
+    c.reset = c_reset;
+    c.fini = c_fini;
+    c.user = &k;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    PK_CHECK_EQ(k.init, 3);
+    a = pk_pool_acquire(p);
+    PK_CHECK(a != NULL);
+    PK_CHECK_EQ(((unsigned char *)a)[0], 0xAB); /* init ran on it, contents kept */
+    PK_CHECK_EQ(pk_pool_release(p, a), 0);
+    PK_CHECK_EQ(k.reset, 1);
+    for (i = 0; i < 1000; i++) { /* the warm objects come back (the thread cache is a small FIFO ring) */
+        int j, known = 0;
+        b = pk_pool_acquire(p);
+        for (j = 0; j < nseen; j++) known |= seen[j] == b;
+        if (!known && nseen < 3) seen[nseen++] = b;
+        else PK_CHECK(known);
+        PK_CHECK_EQ(pk_pool_release(p, b), 0);
+    }
+    PK_CHECK_EQ(k.init, 3); /* nothing new made */
+    PK_CHECK_EQ(k.reset, 1001);
+    PK_CHECK_EQ(pk_pool_release(p, a), -EINVAL);
+    PK_CHECK_EQ(k.reset, 1001); /* no reset on a refused release */
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.created, 3);
+    PK_CHECK_EQ(st.acquires, 1001);
+    PK_CHECK_EQ(st.idle, 3);
+    a = pk_pool_acquire(p); /* destroy with one lent: fini for it too */
+    PK_CHECK(a != NULL);
+    pk_pool_destroy(p);
+    PK_CHECK_EQ(k.fini, 3);
+}
+
+static void test_pool_double_and_foreign(void)
+{
+    pk_pool *p, *q;
+    pk_pool_config c;
+    void *v[300], *w;
+    int i, j;
+    memset(&c, 0, sizeof c);
+    c.size = 40;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_pool_create(&q, &c), 0);
+    for (i = 0; i < 300; i++) v[i] = pk_pool_acquire(p);
+    w = pk_pool_acquire(q);
+    PK_CHECK_EQ(pk_pool_release(p, w), -EINVAL); /* another pool's object */
+    PK_CHECK_EQ(pk_pool_release(q, v[0]), -EINVAL);
+    for (i = 0; i < 300; i += 2) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    for (i = 0; i < 300; i += 2) PK_CHECK_EQ(pk_pool_release(p, v[i]), -EINVAL); /* double, cached */
+    pk_pool_flush(p);
+    for (i = 0; i < 300; i += 2) PK_CHECK_EQ(pk_pool_release(p, v[i]), -EINVAL); /* double, in depot */
+    for (i = 0; i < 300; i += 2) v[i] = pk_pool_acquire(p);
+    for (i = 0; i < 300; i++) /* all distinct: no double release got an object listed twice */
+        for (j = i + 1; j < 300; j++) PK_CHECK(v[i] != v[j]);
+    for (i = 0; i < 300; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    PK_CHECK_EQ(pk_pool_release(q, w), 0);
+    pk_pool_destroy(q);
+    pk_pool_destroy(p);
+}
+
+static void test_pool_max_idle(void)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    counters k;
+    void *v[3000];
+    long live_full, live_trimmed;
+    int i;
+    memset(&c, 0, sizeof c);
+    memset(&k, 0, sizeof k);
+    c.size = 64;
+    c.max_idle = 4;
+    c.init = c_init;
+    c.fini = c_fini;
+    c.user = &k;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    for (i = 0; i < 3000; i++) v[i] = pk_pool_acquire(p);
+    live_full = pk_test_alloc_live();
+    for (i = 0; i < 3000; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    pk_pool_flush(p);
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.idle, 4);
+    PK_CHECK_EQ(st.in_use, 0);
+    PK_CHECK_EQ(st.created, 3000);
+    PK_CHECK_EQ(st.freed, 2996);
+    PK_CHECK_EQ(k.fini, 2996);
+    live_trimmed = pk_test_alloc_live();
+    PK_CHECK_MSG(live_trimmed < live_full, "empty chunks given back (%ld -> %ld allocations)", live_full, live_trimmed);
+    for (i = 0; i < 3000; i++) v[i] = pk_pool_acquire(p); /* the pool grows again */
+    for (i = 0; i < 3000; i++) PK_CHECK(v[i] != NULL);
+    for (i = 0; i < 3000; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    pk_pool_destroy(p);
+    PK_CHECK_EQ(k.fini, k.init);
+}
+
+static void test_pool_init_failure(void)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    counters k;
+    void *a;
+    memset(&c, 0, sizeof c);
+    memset(&k, 0, sizeof k);
+    c.size = 32;
+    c.prealloc = 5;
+    c.init = c_init;
+    c.fini = c_fini;
+    c.user = &k;
+    k.init_fail_at = 3;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), -ECANCELED);
+    PK_CHECK_EQ(k.init, 2);
+    PK_CHECK_EQ(k.fini, 2);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+    /* in acquire: NULL, and the slot is reused afterwards */
+    memset(&k, 0, sizeof k);
+    c.prealloc = 0;
+    k.init_fail_at = 1;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    PK_CHECK(pk_pool_acquire(p) == NULL);
+    a = pk_pool_acquire(p);
+    PK_CHECK(a != NULL);
+    PK_CHECK_EQ(pk_pool_release(p, a), 0);
+    pk_pool_destroy(p);
+    PK_CHECK_EQ(k.fini, k.init);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+static void test_pool_big_objects(void)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    void *v[8];
+    int i;
+    memset(&c, 0, sizeof c);
+    c.size = 1 << 20;
+    c.align = 4096;
+    c.max = 8;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    for (i = 0; i < 8; i++) {
+        v[i] = pk_pool_acquire(p);
+        PK_CHECK(v[i] != NULL);
+        PK_CHECK(((uintptr_t)v[i] & 4095) == 0);
+        memset(v[i], 1, 1 << 20);
+    }
+    PK_CHECK(pk_pool_acquire(p) == NULL);
+    PK_CHECK_EQ(pk_pool_release(p, (char *)v[3] + 4096), -EINVAL);
+    for (i = 0; i < 8; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    pk_pool_destroy(p);
+}
+
+/* More live pools than the thread-local table has ways: each object goes back to its own pool. */
+static void test_pool_many_pools(void)
+{
+    enum { NP = 21 };
+    pk_pool *p[NP];
+    pk_pool_config c;
+    void *v[NP][10];
+    int i, j, r;
+    memset(&c, 0, sizeof c);
+    for (i = 0; i < NP; i++) {
+        c.size = (size_t)(8 + i * 8);
+        PK_CHECK_EQ(pk_pool_create(&p[i], &c), 0);
+    }
+    for (r = 0; r < 50; r++) {
+        for (i = 0; i < NP; i++)
+            for (j = 0; j < 10; j++) v[i][j] = pk_pool_acquire(p[(i * 7) % NP]);
+        for (i = 0; i < NP; i++)
+            for (j = 0; j < 10; j++) {
+                PK_CHECK_EQ(pk_pool_release(p[((i * 7) + 1) % NP], v[i][j]), -EINVAL);
+                PK_CHECK_EQ(pk_pool_release(p[(i * 7) % NP], v[i][j]), 0);
+            }
+    }
+    /* destroy and re-create (maybe at the same address): no mix-up with stale thread-local entries */
+    for (i = 0; i < NP; i += 2) {
+        pk_pool_destroy(p[i]);
+        c.size = 16;
+        PK_CHECK_EQ(pk_pool_create(&p[i], &c), 0);
+    }
+    for (i = 0; i < NP; i++) {
+        void *o = pk_pool_acquire(p[i]);
+        PK_CHECK(o != NULL);
+        PK_CHECK_EQ(pk_pool_release(p[i], o), 0);
+        PK_CHECK_EQ(pk_pool_release(p[i], o), -EINVAL);
+    }
+    for (i = 0; i < NP; i++) pk_pool_destroy(p[i]);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+/* ---- threads ---- */
+
+typedef struct obj_t { long owner; long data[5]; } obj_t;
+
+static int obj_init(void *o, void *u)
+{
+    (void)u;
+    memset(o, 0, sizeof(obj_t)); /* a new object's bytes are unspecified until init sets them */
+    return 0;
+}
+
+typedef struct hammer_arg {
+    pk_pool *p;
+    long id, iters, nulls, ops;
+    uint64_t seed;
+    obj_t **handoff; /* for cross-thread releases */
+} hammer_arg;
+
+static void *hammer(void *vp)
+{
+    hammer_arg *a = (hammer_arg *)vp;
+    obj_t *held[32];
+    int n = 0;
+    long i;
+    for (i = 0; i < a->iters; i++) {
+        uint64_t r = pk_test_rand(&a->seed);
+        if (n < 32 && (n == 0 || (r & 3) != 0)) {
+            obj_t *o = (obj_t *)pk_pool_acquire(a->p);
+            if (!o) {
+                a->nulls++;
+                continue;
+            }
+            /* ownership: nobody else may hold it */
+            PK_CHECK_MSG(__atomic_exchange_n(&o->owner, a->id, __ATOMIC_SEQ_CST) == 0, "object %p had an owner", (void *)o);
+            o->data[0] = a->id;
+            held[n++] = o;
+        } else {
+            int k = (int)((r >> 8) % (uint64_t)n);
+            obj_t *o = held[k];
+            held[k] = held[--n];
+            PK_CHECK(o->data[0] == a->id);
+            if ((r >> 20) % 7 == 0) { /* hand it to the shared slot; release whatever was there */
+                obj_t *prev;
+                __atomic_store_n(&o->owner, 0, __ATOMIC_SEQ_CST);
+                o->data[0] = -1;
+                prev = __atomic_exchange_n(a->handoff, o, __ATOMIC_ACQ_REL);
+                if (prev) PK_CHECK_EQ(pk_pool_release(a->p, prev), 0);
+            } else {
+                PK_CHECK(__atomic_exchange_n(&o->owner, 0, __ATOMIC_SEQ_CST) == a->id);
+                PK_CHECK_EQ(pk_pool_release(a->p, o), 0);
+                /* (no double release here: once released, another thread may legitimately have it) */
+            }
+        }
+        a->ops++;
+    }
+    while (n) {
+        obj_t *o = held[--n];
+        __atomic_store_n(&o->owner, 0, __ATOMIC_SEQ_CST);
+        PK_CHECK_EQ(pk_pool_release(a->p, o), 0);
+    }
+    return NULL;
+}
+
+static void hammer_case(size_t max, size_t max_idle, int threads)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    pthread_t t[8];
+    hammer_arg a[8];
+    obj_t *handoff = NULL;
+    long nulls = 0;
+    int i;
+    memset(&c, 0, sizeof c);
+    c.size = sizeof(obj_t);
+    c.max = max;
+    c.max_idle = max_idle;
+    c.init = obj_init;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    for (i = 0; i < threads; i++) {
+        memset(&a[i], 0, sizeof a[i]);
+        a[i].p = p;
+        a[i].id = i + 1;
+        a[i].iters = pk_test_scale(200000);
+        a[i].seed = (uint64_t)(i + 1) * 7919u;
+        a[i].handoff = &handoff;
+        pthread_create(&t[i], NULL, hammer, &a[i]);
+    }
+    for (i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        nulls += a[i].nulls;
+    }
+    if (handoff) PK_CHECK_EQ(pk_pool_release(p, handoff), 0);
+    /* every thread holds at most 32 and the hand-off slot 1: max >= threads*32+1 never runs out */
+    if (max >= (size_t)threads * 32 + 1) PK_CHECK_MSG(nulls == 0, "max %zu: %ld NULLs", max, nulls);
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.in_use, 0);
+    if (max) PK_CHECK(st.created - st.freed <= max);
+    PK_CHECK(st.peak_in_use >= 1);
+    if (max) PK_CHECK(st.peak_in_use <= max);
+    pk_pool_destroy(p);
+}
+
+static void test_pool_threads(void)
+{
+    hammer_case(0, 0, 4);
+    hammer_case(4 * 32 + 1, 0, 4); /* exact fit: reclaim from other caches must find the objects */
+    hammer_case(40, 0, 4);         /* real exhaustion, NULLs allowed */
+    hammer_case(0, 8, 4);          /* trimming while hammering */
+}
+
+/* A thread fills its cache and stays alive; another thread must still get all max objects. */
+typedef struct park_arg { pk_pool *p; int n; volatile int phase; } park_arg;
+static void *park_thread(void *vp)
+{
+    park_arg *a = (park_arg *)vp;
+    void *v[64];
+    int i;
+    for (i = 0; i < a->n; i++) v[i] = pk_pool_acquire(a->p);
+    for (i = 0; i < a->n; i++) PK_CHECK_EQ(pk_pool_release(a->p, v[i]), 0);
+    __atomic_store_n(&a->phase, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&a->phase, __ATOMIC_SEQ_CST) != 2) pk_test_sleep_ns(100000);
+    /* its cache was emptied by the thief: the pool must still work from here */
+    for (i = 0; i < a->n; i++) v[i] = pk_pool_acquire(a->p);
+    for (i = 0; i < a->n; i++) PK_CHECK(v[i] != NULL);
+    for (i = 0; i < a->n; i++) PK_CHECK_EQ(pk_pool_release(a->p, v[i]), 0);
+    return NULL;
+}
+
+static void test_pool_reclaim_from_live_thread(void)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    park_arg a;
+    pthread_t t;
+    void *v[256];
+    int i;
+    memset(&c, 0, sizeof c);
+    c.size = 16;
+    c.max = 256; /* cache of 32 */
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    a.p = p;
+    a.n = 64;
+    a.phase = 0;
+    pthread_create(&t, NULL, park_thread, &a);
+    while (__atomic_load_n(&a.phase, __ATOMIC_SEQ_CST) != 1) pk_test_sleep_ns(100000);
+    for (i = 0; i < 256; i++) {
+        v[i] = pk_pool_acquire(p);
+        PK_CHECK_MSG(v[i] != NULL, "acquire %d of 256 failed with objects idle in another thread", i);
+    }
+    PK_CHECK(pk_pool_acquire(p) == NULL);
+    for (i = 0; i < 256; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    __atomic_store_n(&a.phase, 2, __ATOMIC_SEQ_CST);
+    pthread_join(t, NULL);
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.in_use, 0);
+    PK_CHECK_EQ(st.created, 256);
+    pk_pool_destroy(p);
+}
+
+/* Objects cached by a thread that exits are not lost. */
+static void *use_and_exit(void *vp)
+{
+    pk_pool *p = (pk_pool *)vp;
+    void *v[20];
+    int i;
+    for (i = 0; i < 20; i++) v[i] = pk_pool_acquire(p);
+    for (i = 0; i < 20; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    return NULL;
+}
+
+static void test_pool_thread_exit(void)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    pthread_t t;
+    void *v[40];
+    int i;
+    memset(&c, 0, sizeof c);
+    c.size = 16;
+    c.max = 40; /* cache of 5 */
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    for (i = 0; i < 2; i++) {
+        pthread_create(&t, NULL, use_and_exit, p);
+        pthread_join(t, NULL);
+    }
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.in_use, 0);
+    PK_CHECK_EQ(st.idle, 20);
+    for (i = 0; i < 40; i++) PK_CHECK((v[i] = pk_pool_acquire(p)) != NULL);
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.created, 40);
+    for (i = 0; i < 40; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+    pk_pool_destroy(p);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+/* A pool destroyed while another thread still has a cache for it; a new pool (maybe at the same
+   address) used by that thread afterwards. */
+typedef struct late_arg { pk_pool *volatile p; volatile int phase; } late_arg;
+static void *late_thread(void *vp)
+{
+    late_arg *a = (late_arg *)vp;
+    void *o = pk_pool_acquire(a->p);
+    PK_CHECK(o != NULL);
+    PK_CHECK_EQ(pk_pool_release(a->p, o), 0);
+    __atomic_store_n(&a->phase, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&a->phase, __ATOMIC_SEQ_CST) != 2) pk_test_sleep_ns(100000);
+    o = pk_pool_acquire(a->p); /* the new pool */
+    PK_CHECK(o != NULL);
+    PK_CHECK_EQ(pk_pool_release(a->p, o), 0);
+    PK_CHECK_EQ(pk_pool_release(a->p, o), -EINVAL);
+    return NULL;
+}
+
+static void test_pool_destroy_with_foreign_caches(void)
+{
+    pk_pool_config c;
+    late_arg a;
+    pthread_t t;
+    counters k;
+    pk_pool *p;
+    memset(&c, 0, sizeof c);
+    memset(&k, 0, sizeof k);
+    c.size = 48;
+    c.init = c_init;
+    c.fini = c_fini;
+    c.user = &k;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    a.p = p;
+    a.phase = 0;
+    pthread_create(&t, NULL, late_thread, &a);
+    while (__atomic_load_n(&a.phase, __ATOMIC_SEQ_CST) != 1) pk_test_sleep_ns(100000);
+    pk_pool_destroy(p); /* the other thread's cache holds an object: fini'd here */
+    PK_CHECK_EQ(k.fini, k.init);
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    a.p = p;
+    __atomic_store_n(&a.phase, 2, __ATOMIC_SEQ_CST);
+    pthread_join(t, NULL);
+    pk_pool_destroy(p);
+    PK_CHECK_EQ(k.fini, k.init);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+/* ---- allocation-failure sweep ---- */
+
+static int pool_scenario(void *ctx)
+{
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    counters k;
+    void *v[400];
+    int i, rc, bad = 0;
+    (void)ctx;
+    memset(&c, 0, sizeof c);
+    memset(&k, 0, sizeof k);
+    c.size = 200;
+    c.prealloc = 50;
+    c.max_idle = 100;
+    c.init = c_init;
+    c.fini = c_fini;
+    c.user = &k;
+    rc = pk_pool_create(&p, &c);
+    if (rc != 0) return rc == -ENOMEM && k.init == k.fini ? 0 : 1;
+    for (i = 0; i < 400; i++) v[i] = pk_pool_acquire(p); /* NULL allowed: memory out */
+    for (i = 0; i < 400; i++)
+        if (v[i]) {
+            if (pk_pool_release(p, v[i]) != 0) bad |= 2;
+            if (pk_pool_release(p, v[i]) != -EINVAL) bad |= 4;
+        }
+    pk_pool_flush(p);
+    v[0] = pk_pool_acquire(p); /* still usable: an idle object exists */
+    if (!v[0]) bad |= 8;
+    else if (pk_pool_release(p, v[0]) != 0) bad |= 16;
+    pk_pool_stats_get(p, &st);
+    if (st.in_use != 0) bad |= 32;
+    pk_pool_destroy(p);
+    if (k.init != k.fini) bad |= 64;
+    return bad;
+}
+
+static void test_pool_alloc_failures(void)
+{
+    long n = pk_test_alloc_sweep("object pool", pool_scenario, NULL);
+    PK_CHECK(n >= 5);
+}
+
+/* ================================ resource pool ============================================== */
+
+typedef struct res_t { long id; int healthy; int lent; } res_t;
+
+typedef struct rctx {
+    long made, destroyed, next_id, validations, leaks_reported;
+    int fail_mode;      /* 0 never, 1 always, 2 every other (by a shared counter), 3 next one only */
+    int fail_rc;
+    long fail_counter;
+    uint64_t now;       /* fake clock */
+    int use_fake_clock;
+    long last_leak_id;
+    uint64_t last_leak_held;
+    uint64_t create_sleep_ns;
+} rctx;
+
+static int r_create(void **res, void *u)
+{
+    rctx *c = (rctx *)u;
+    res_t *r;
+    long n = __atomic_add_fetch(&c->fail_counter, 1, __ATOMIC_SEQ_CST);
+    if (c->create_sleep_ns) pk_test_sleep_ns(c->create_sleep_ns);
+    if (c->fail_mode == 1 || (c->fail_mode == 2 && (n & 1)) || (c->fail_mode == 3 && (c->fail_mode = 0, 1)))
+        return c->fail_rc ? c->fail_rc : -ECONNREFUSED;
+    r = (res_t *)malloc(sizeof *r);
+    if (!r) return -ENOMEM;
+    r->id = __atomic_add_fetch(&c->next_id, 1, __ATOMIC_SEQ_CST);
+    r->healthy = 1;
+    r->lent = 0;
+    __atomic_add_fetch(&c->made, 1, __ATOMIC_SEQ_CST);
+    *res = r;
+    return 0;
+}
+static void r_destroy(void *res, void *u)
+{
+    rctx *c = (rctx *)u;
+    __atomic_add_fetch(&c->destroyed, 1, __ATOMIC_SEQ_CST);
+    free(res);
+}
+static int r_validate(void *res, void *u)
+{
+    __atomic_add_fetch(&((rctx *)u)->validations, 1, __ATOMIC_SEQ_CST);
+    return ((res_t *)res)->healthy ? 0 : -EIO;
+}
+static void r_leak(void *res, uint64_t held, void *u)
+{
+    rctx *c = (rctx *)u;
+    c->leaks_reported++;
+    c->last_leak_id = ((res_t *)res)->id;
+    c->last_leak_held = held;
+}
+static uint64_t r_clock(void *u) { return __atomic_load_n(&((rctx *)u)->now, __ATOMIC_SEQ_CST); }
+
+static void rcfg(pk_respool_config *c, rctx *x, size_t min, size_t max)
+{
+    memset(c, 0, sizeof *c);
+    c->min = min;
+    c->max = max;
+    c->create = r_create;
+    c->destroy = r_destroy;
+    c->user = x;
+}
+
+static void test_respool_bad_input(void)
+{
+    pk_respool *p = (pk_respool *)1;
+    pk_respool_config c;
+    rctx x;
+    void *r, *r2;
+    int local;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 0, 0);
+    PK_CHECK_EQ(pk_respool_create(NULL, &c), -EINVAL);
+    PK_CHECK_EQ(pk_respool_create(&p, NULL), -EINVAL);
+    PK_CHECK(p == NULL);
+    PK_CHECK_EQ(pk_respool_create(&p, &c), -EINVAL); /* max 0 */
+    c.max = 2;
+    c.min = 3;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), -EINVAL); /* max < min */
+    c.min = 1;
+    c.create = NULL;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), -EINVAL);
+    c.create = r_create;
+    c.destroy = NULL;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), -EINVAL);
+    c.destroy = r_destroy;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, NULL, 0), -EINVAL);
+    PK_CHECK_EQ(pk_respool_acquire(NULL, &r, 0), -EINVAL);
+    PK_CHECK_EQ(pk_respool_release(p, &local), -EINVAL);
+    PK_CHECK_EQ(pk_respool_release(p, NULL), -EINVAL);
+    PK_CHECK_EQ(pk_respool_invalidate(p, &local), -EINVAL);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r2, 0), 0);
+    PK_CHECK_EQ(pk_respool_release(p, r), 0);
+    PK_CHECK_EQ(pk_respool_release(p, r), -EINVAL); /* idle now: not lent */
+    PK_CHECK_EQ(pk_respool_invalidate(p, r), -EINVAL);
+    PK_CHECK_EQ(pk_respool_invalidate(p, r2), 0);
+    PK_CHECK_EQ(pk_respool_release(p, r2), -EINVAL); /* gone */
+    PK_CHECK_EQ(pk_respool_release(NULL, r2), -EINVAL);
+    PK_CHECK_EQ(pk_respool_maintain(NULL), 0);
+    pk_respool_stats_get(NULL, NULL);
+    pk_respool_destroy(NULL);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+static void test_respool_min_and_create_failure(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    void *r, *lent[3];
+    int i;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 3, 5);
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.total, 3);
+    PK_CHECK_EQ(st.idle, 3);
+    PK_CHECK_EQ(st.created, 3);
+    /* a dead backend: the caller gets create's error, the slot is free again */
+    x.fail_mode = 1;
+    x.fail_rc = -EHOSTUNREACH;
+    PK_CHECK_EQ(pk_respool_acquire(p, &lent[0], 0), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &lent[1], 0), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &lent[2], 0), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), -EHOSTUNREACH);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 1000000), -EHOSTUNREACH);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.total, 3);
+    PK_CHECK_EQ(st.create_failures, 2);
+    PK_CHECK_EQ(st.in_use, 3);
+    pk_respool_destroy(p); /* three lent: reported, not destroyed */
+    PK_CHECK_EQ(x.destroyed, 0);
+    for (i = 0; i < 3; i++) r_destroy(lent[i], &x); /* the borrower disposes of them */
+    /* create at pool creation fails: the error, nothing leaked */
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 3, 5);
+    x.fail_mode = 3;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), -ECONNREFUSED);
+    memset(&x, 0, sizeof x);
+    x.fail_counter = 0;
+    x.fail_mode = 2; /* 1st fails... */
+    PK_CHECK_EQ(pk_respool_create(&p, &c), -ECONNREFUSED);
+    x.fail_counter = 1; /* 2nd call fails: one made then destroyed */
+    PK_CHECK_EQ(pk_respool_create(&p, &c), -ECONNREFUSED);
+    PK_CHECK_EQ(x.made, x.destroyed);
+    PK_CHECK(x.made >= 1);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+static void test_respool_timeouts(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    void *r, *r2;
+    uint64_t t0, el;
+    uint64_t waits[] = {0, 1000000, 20000000, 60000000};
+    size_t i;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 1, 1);
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    for (i = 0; i < sizeof waits / sizeof waits[0]; i++) {
+        t0 = pk_test_now_ns();
+        PK_CHECK_EQ(pk_respool_acquire(p, &r2, waits[i]), -ETIMEDOUT);
+        el = pk_test_now_ns() - t0;
+        PK_CHECK_MSG(el >= waits[i], "timeout %llu returned after %llu ns", (unsigned long long)waits[i],
+                     (unsigned long long)el);
+        PK_CHECK_MSG(el < waits[i] + 250000000u, "timeout %llu ns took %llu ns", (unsigned long long)waits[i],
+                     (unsigned long long)el);
+    }
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.timeouts, 4);
+    PK_CHECK(st.wait_ns_max >= 60000000u);
+    PK_CHECK(st.wait_ns_total >= 81000000u);
+    PK_CHECK_EQ(st.waiting, 0);
+    PK_CHECK_EQ(pk_respool_release(p, r), 0);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
+/* FIFO: waiters queued in a known order get the resource in that order. */
+typedef struct order_arg {
+    pk_respool *p;
+    int id;
+    int *order, *pos;
+    pthread_mutex_t *mu;
+    int rc;
+} order_arg;
+static void *order_waiter(void *vp)
+{
+    order_arg *a = (order_arg *)vp;
+    void *r;
+    a->rc = pk_respool_acquire(a->p, &r, PK_FOREVER);
+    if (a->rc == 0) {
+        pthread_mutex_lock(a->mu);
+        a->order[(*a->pos)++] = a->id;
+        pthread_mutex_unlock(a->mu);
+        pk_test_sleep_ns(2000000);
+        PK_CHECK_EQ(pk_respool_release(a->p, r), 0);
+    }
+    return NULL;
+}
+
+static void wait_for_waiters(pk_respool *p, size_t n)
+{
+    pk_respool_stats st;
+    int i;
+    for (i = 0; i < 5000; i++) {
+        pk_respool_stats_get(p, &st);
+        if (st.waiting == n) return;
+        pk_test_sleep_ns(1000000);
+    }
+    PK_CHECK_MSG(0, "never saw %zu waiters", n);
+}
+
+static void test_respool_handoff_order(void)
+{
+    enum { NW = 6 };
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    pthread_t t[NW];
+    order_arg a[NW];
+    int order[NW], pos = 0, i;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    void *r;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 0, 1);
+    c.validate = r_validate;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    for (i = 0; i < NW; i++) {
+        a[i].p = p;
+        a[i].id = i;
+        a[i].order = order;
+        a[i].pos = &pos;
+        a[i].mu = &mu;
+        pthread_create(&t[i], NULL, order_waiter, &a[i]);
+        wait_for_waiters(p, (size_t)i + 1);
+    }
+    PK_CHECK_EQ(pk_respool_release(p, r), 0);
+    for (i = 0; i < NW; i++) pthread_join(t[i], NULL);
+    PK_CHECK_EQ(pos, NW);
+    for (i = 0; i < NW; i++) PK_CHECK_EQ(order[i], i);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.created, 1);     /* one resource handed along the queue */
+    PK_CHECK_EQ(x.validations, 0);  /* a hand-off is not validated */
+    PK_CHECK_EQ(st.acquires, NW + 1);
+    PK_CHECK(st.wait_ns_max >= 2000000u);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
+/* invalidate wakes a waiter that creates the replacement; a failed create passes the slot on. */
+typedef struct slot_arg { pk_respool *p; int rc; long id; } slot_arg;
+static void *slot_waiter(void *vp)
+{
+    slot_arg *a = (slot_arg *)vp;
+    void *r = NULL;
+    a->rc = pk_respool_acquire(a->p, &r, 5000000000ull);
+    if (a->rc == 0) {
+        a->id = ((res_t *)r)->id;
+        PK_CHECK_EQ(pk_respool_release(a->p, r), 0);
+    }
+    return NULL;
+}
+
+static void test_respool_invalidate(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    pthread_t t1, t2;
+    slot_arg a1, a2;
+    void *r;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 0, 1);
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    PK_CHECK_EQ(((res_t *)r)->id, 1);
+    a1.p = a2.p = p;
+    a1.id = a2.id = 0;
+    pthread_create(&t1, NULL, slot_waiter, &a1);
+    wait_for_waiters(p, 1);
+    pthread_create(&t2, NULL, slot_waiter, &a2);
+    wait_for_waiters(p, 2);
+    x.fail_mode = 3; /* the first waiter's create fails; the second gets the slot and succeeds */
+    PK_CHECK_EQ(pk_respool_invalidate(p, r), 0);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    PK_CHECK_EQ(a1.rc, -ECONNREFUSED);
+    PK_CHECK_EQ(a2.rc, 0);
+    PK_CHECK_EQ(a2.id, 2);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.destroyed, 1);
+    PK_CHECK_EQ(st.create_failures, 1);
+    PK_CHECK_EQ(st.total, 1);
+    PK_CHECK_EQ(st.idle, 1);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
+static void test_respool_validation(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    void *r[3], *q;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 3, 3);
+    c.validate = r_validate;
+    c.validate_idle_ns = 1000;
+    c.clock_ns = r_clock;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    /* idle less than validate_idle_ns: no validation */
+    PK_CHECK_EQ(pk_respool_acquire(p, &q, 0), 0);
+    PK_CHECK_EQ(x.validations, 0);
+    PK_CHECK_EQ(pk_respool_release(p, q), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r[0], 0), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r[1], 0), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r[2], 0), 0);
+    ((res_t *)r[2])->healthy = 0;
+    ((res_t *)r[1])->healthy = 0;
+    PK_CHECK_EQ(pk_respool_release(p, r[0]), 0);
+    PK_CHECK_EQ(pk_respool_release(p, r[1]), 0);
+    PK_CHECK_EQ(pk_respool_release(p, r[2]), 0); /* idle list, most recent first: r2, r1, r0 */
+    x.now += 1000;
+    PK_CHECK_EQ(pk_respool_acquire(p, &q, 0), 0); /* r2 fails, r1 fails, r0 is healthy */
+    PK_CHECK(q == r[0]);
+    PK_CHECK_EQ(x.validations, 3);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.validation_failures, 2);
+    PK_CHECK_EQ(st.destroyed, 2);
+    PK_CHECK_EQ(st.total, 1);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r[1], 0), 0); /* a new one: created, not validated */
+    PK_CHECK_EQ(((res_t *)r[1])->id, 4);
+    PK_CHECK_EQ(x.validations, 3);
+    PK_CHECK_EQ(pk_respool_release(p, r[1]), 0);
+    PK_CHECK_EQ(pk_respool_release(p, q), 0);
+    PK_CHECK_EQ(pk_respool_maintain(p), 1); /* refill to min 3 */
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
+static void test_respool_retirement(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    void *r[4];
+    int i;
+    memset(&x, 0, sizeof x);
+    x.now = 1000000;
+    rcfg(&c, &x, 1, 4);
+    c.idle_timeout_ns = 100;
+    c.max_lifetime_ns = 1000;
+    c.clock_ns = r_clock;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    for (i = 0; i < 4; i++) PK_CHECK_EQ(pk_respool_acquire(p, &r[i], 0), 0);
+    for (i = 0; i < 3; i++) PK_CHECK_EQ(pk_respool_release(p, r[i]), 0);
+    PK_CHECK_EQ(pk_respool_maintain(p), 0); /* nothing is old yet */
+    x.now += 100;
+    /* idle timeout: idle ones above min go, but min (counting the lent one) stays */
+    PK_CHECK_EQ(pk_respool_maintain(p), 3);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.total, 1);
+    PK_CHECK_EQ(st.idle, 0);
+    PK_CHECK_EQ(st.in_use, 1);
+    /* lifetime: the lent one is past max lifetime: retired on release, not reused */
+    x.now += 1000;
+    PK_CHECK_EQ(pk_respool_release(p, r[3]), 0);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.total, 0);
+    PK_CHECK_EQ(pk_respool_maintain(p), 1); /* refill to min */
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.total, 1);
+    PK_CHECK_EQ(st.idle, 1);
+    /* an idle one past lifetime: retired by maintain (and refilled), or skipped by acquire */
+    x.now += 1000;
+    PK_CHECK_EQ(pk_respool_maintain(p), 2);
+    x.now += 1000;
+    PK_CHECK_EQ(pk_respool_acquire(p, &r[0], 0), 0);
+    PK_CHECK_EQ(((res_t *)r[0])->id, 7);
+    PK_CHECK_EQ(pk_respool_release(p, r[0]), 0);
+    /* the idle timeout keeps min even when min are idle */
+    x.now += 500;
+    PK_CHECK_EQ(pk_respool_maintain(p), 0);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.total, 1);
+    PK_CHECK_EQ(st.destroyed, x.destroyed);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
+static void test_respool_leaks(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    void *r, *r2;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 0, 2);
+    c.leak_ns = 1000;
+    c.on_leak = r_leak;
+    c.clock_ns = r_clock;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    x.now += 999;
+    PK_CHECK_EQ(pk_respool_maintain(p), 0);
+    x.now += 1;
+    PK_CHECK_EQ(pk_respool_maintain(p), 1);
+    PK_CHECK_EQ(x.leaks_reported, 1);
+    PK_CHECK_EQ(x.last_leak_id, 1);
+    PK_CHECK_EQ(x.last_leak_held, 1000);
+    x.now += 5000;
+    PK_CHECK_EQ(pk_respool_maintain(p), 0); /* once per loan */
+    PK_CHECK_EQ(x.leaks_reported, 1);
+    PK_CHECK_EQ(pk_respool_release(p, r), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0); /* a new loan */
+    x.now += 2000;
+    PK_CHECK_EQ(pk_respool_maintain(p), 1);
+    PK_CHECK_EQ(x.leaks_reported, 2);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.leaks, 2);
+    /* destroy with resources lent: each reported, not destroyed; the borrower disposes of them */
+    PK_CHECK_EQ(pk_respool_acquire(p, &r2, 0), 0);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.leaks_reported, 4);
+    PK_CHECK_EQ(x.destroyed, 0);
+    r_destroy(r, &x);
+    r_destroy(r2, &x);
+    PK_CHECK_EQ(x.made, x.destroyed);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+/* on_leak calling back into the pool, and the borrower invalidating the resource while on_leak runs:
+   the reporter destroys it afterwards (pinned). */
+typedef struct pin_ctx { rctx x; pk_respool *p; void *res; int rc; } pin_ctx;
+static void pin_leak(void *res, uint64_t held, void *u)
+{
+    pin_ctx *pc = (pin_ctx *)u;
+    pk_respool_stats st;
+    (void)held;
+    pk_respool_stats_get(pc->p, &st); /* re-entrant: no lock held */
+    pc->rc = pk_respool_invalidate(pc->p, res);
+    PK_CHECK_EQ(((res_t *)res)->id, 1); /* still alive while we look at it */
+}
+static int pin_create(void **res, void *u) { return r_create(res, &((pin_ctx *)u)->x); }
+static void pin_destroy(void *res, void *u) { r_destroy(res, &((pin_ctx *)u)->x); }
+static uint64_t pin_clock(void *u) { return ((pin_ctx *)u)->x.now; }
+
+static void test_respool_leak_pinned(void)
+{
+    pin_ctx pc;
+    pk_respool_config c;
+    void *r;
+    memset(&pc, 0, sizeof pc);
+    memset(&c, 0, sizeof c);
+    c.max = 1;
+    c.create = pin_create;
+    c.destroy = pin_destroy;
+    c.on_leak = pin_leak;
+    c.leak_ns = 10;
+    c.clock_ns = pin_clock;
+    c.user = &pc;
+    PK_CHECK_EQ(pk_respool_create(&pc.p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(pc.p, &r, 0), 0);
+    pc.x.now = 100;
+    PK_CHECK_EQ(pk_respool_maintain(pc.p), 1);
+    PK_CHECK_EQ(pc.rc, 0);
+    PK_CHECK_EQ(pc.x.destroyed, 1);
+    PK_CHECK_EQ(pk_respool_acquire(pc.p, &r, 0), 0);
+    PK_CHECK_EQ(((res_t *)r)->id, 2);
+    PK_CHECK_EQ(pk_respool_release(pc.p, r), 0);
+    pk_respool_destroy(pc.p);
+    PK_CHECK_EQ(pc.x.made, pc.x.destroyed);
+}
+
+/* 8 threads, create fails half the time, some invalidations: no deadlock, exclusive loans,
+   created == destroyed, nothing leaked. */
+typedef struct churn_arg { pk_respool *p; uint64_t seed; long ok, fail, tmo; } churn_arg;
+static void *churn(void *vp)
+{
+    churn_arg *a = (churn_arg *)vp;
+    long i, n = pk_test_scale(4000);
+    for (i = 0; i < n; i++) {
+        void *r;
+        uint64_t x = pk_test_rand(&a->seed);
+        int rc = pk_respool_acquire(a->p, &r, (x & 7) ? 200000000u : 0);
+        if (rc == 0) {
+            res_t *rs = (res_t *)r;
+            PK_CHECK_MSG(__atomic_exchange_n(&rs->lent, 1, __ATOMIC_SEQ_CST) == 0, "resource %ld lent twice", rs->id);
+            if ((x >> 8) % 16 == 0) sched_yield();
+            __atomic_store_n(&rs->lent, 0, __ATOMIC_SEQ_CST);
+            if ((x >> 16) % 10 == 0) PK_CHECK_EQ(pk_respool_invalidate(a->p, r), 0);
+            else PK_CHECK_EQ(pk_respool_release(a->p, r), 0);
+            a->ok++;
+        } else if (rc == -ETIMEDOUT) {
+            a->tmo++;
+        } else {
+            PK_CHECK_EQ(rc, -ECONNREFUSED);
+            a->fail++;
+        }
+        if ((x >> 24) % 500 == 0) pk_respool_maintain(a->p);
+    }
+    return NULL;
+}
+
+static void test_respool_threads_flaky_create(void)
+{
+    enum { NT = 8 };
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    pthread_t t[NT];
+    churn_arg a[NT];
+    long ok = 0, fail = 0;
+    int i;
+    memset(&x, 0, sizeof x);
+    x.fail_mode = 2;
+    rcfg(&c, &x, 1, 3);
+    c.validate = r_validate;
+    c.validate_idle_ns = 0;
+    c.max_lifetime_ns = 2000000; /* 2 ms: retirements during the run */
+    c.idle_timeout_ns = 1000000;
+    /* min 1 at create: the 1st create call fails in mode 2 (odd counter), so start at 1 */
+    x.fail_counter = 1;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    for (i = 0; i < NT; i++) {
+        memset(&a[i], 0, sizeof a[i]);
+        a[i].p = p;
+        a[i].seed = (uint64_t)i * 1000003u + 1;
+        pthread_create(&t[i], NULL, churn, &a[i]);
+    }
+    for (i = 0; i < NT; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+        fail += a[i].fail;
+    }
+    PK_CHECK(ok > 0);
+    PK_CHECK(fail > 0);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.in_use, 0);
+    PK_CHECK_EQ(st.waiting, 0);
+    PK_CHECK(st.total <= 3);
+    PK_CHECK_EQ(st.created, (uint64_t)x.made);
+    PK_CHECK_EQ(st.acquires, (uint64_t)ok);
+    printf("    8 threads: %ld loans, %ld create failures surfaced, %llu created, %llu timeouts\n", ok, fail,
+           (unsigned long long)st.created, (unsigned long long)st.timeouts);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
+/* A slow create does not block releases (create runs outside the lock). */
+typedef struct slow_arg { pk_respool *p; int rc; } slow_arg;
+static void *slow_creator(void *vp)
+{
+    slow_arg *a = (slow_arg *)vp;
+    void *r;
+    a->rc = pk_respool_acquire(a->p, &r, PK_FOREVER);
+    if (a->rc == 0) pk_respool_release(a->p, r);
+    return NULL;
+}
+static void test_respool_slow_create_does_not_block(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    rctx x;
+    pthread_t t;
+    slow_arg a;
+    void *r;
+    uint64_t t0;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 1, 2);
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    x.create_sleep_ns = 300000000; /* 300 ms connect */
+    a.p = p;
+    pthread_create(&t, NULL, slow_creator, &a);
+    pk_test_sleep_ns(20000000);
+    t0 = pk_test_now_ns();
+    PK_CHECK_EQ(pk_respool_release(p, r), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    PK_CHECK_EQ(pk_respool_release(p, r), 0);
+    PK_CHECK_MSG(pk_test_now_ns() - t0 < 150000000u, "release/acquire waited for a slow create");
+    pthread_join(t, NULL);
+    PK_CHECK_EQ(a.rc, 0);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
+static int respool_scenario(void *ctx)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    void *r[4];
+    int i, rc, bad = 0;
+    (void)ctx;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 2, 4);
+    c.validate = r_validate;
+    c.clock_ns = r_clock;
+    c.idle_timeout_ns = 10;
+    c.leak_ns = 5;
+    c.on_leak = r_leak;
+    rc = pk_respool_create(&p, &c);
+    if (rc != 0) return (rc == -ENOMEM && x.made == x.destroyed) ? 0 : 1;
+    for (i = 0; i < 4; i++) {
+        rc = pk_respool_acquire(p, &r[i], 0);
+        if (rc != 0) {
+            r[i] = NULL;
+            if (rc != -ENOMEM) bad |= 2;
+        }
+    }
+    x.now += 10;
+    pk_respool_maintain(p);
+    if (r[0] && pk_respool_invalidate(p, r[0]) != 0) bad |= 4;
+    for (i = 1; i < 4; i++)
+        if (r[i] && pk_respool_release(p, r[i]) != 0) bad |= 8;
+    x.now += 100;
+    pk_respool_maintain(p);
+    pk_respool_stats_get(p, &st);
+    if (st.in_use != 0) bad |= 16;
+    if (pk_respool_acquire(p, &r[0], 0) == 0) pk_respool_release(p, r[0]);
+    pk_respool_destroy(p);
+    if (x.made != x.destroyed) bad |= 32;
+    return bad;
+}
+
+static void test_respool_alloc_failures(void)
+{
+    long n = pk_test_alloc_sweep("resource pool", respool_scenario, NULL);
+    PK_CHECK(n >= 4);
+}
+
+/* ---- the doc's quick start, compiled (with a fake dial) ---- */
+typedef struct conn { int fd; } conn;
+static int fake_dial(const char *addr) { return addr ? 42 : -ECONNREFUSED; }
+static int talk(int fd) { return fd == 42 ? 0 : -1; }
+static int conn_open(void **res, void *u)
+{
+    conn *c = (conn *)malloc(sizeof *c);
+    if (!c) return -ENOMEM;
+    c->fd = fake_dial((const char *)u);
+    if (c->fd < 0) {
+        int e = c->fd;
+        free(c);
+        return e;
+    }
+    *res = c;
+    return 0;
+}
+static void conn_close(void *res, void *u)
+{
+    (void)u;
+    free(res);
+}
+typedef struct msg { char buf[200]; size_t len; } msg;
+static void msg_reset(void *o, void *u)
+{
+    (void)u;
+    ((msg *)o)->len = 0;
+}
+
+static void test_quick_start(void)
+{
+    pk_pool *mp;
+    pk_pool_config pc;
+    pk_respool *rp;
+    pk_respool_config rc;
+    msg *m;
+    void *r;
+    int e;
+    memset(&pc, 0, sizeof pc);
+    pc.size = sizeof(msg);
+    pc.prealloc = 1024;
+    pc.reset = msg_reset;
+    PK_CHECK_EQ(pk_pool_create(&mp, &pc), 0);
+    m = (msg *)pk_pool_acquire(mp);
+    PK_CHECK(m != NULL);
+    m->len = 5;
+    PK_CHECK_EQ(pk_pool_release(mp, m), 0);
+    PK_CHECK_EQ(m->len, 0);
+    pk_pool_destroy(mp);
+
+    memset(&rc, 0, sizeof rc);
+    rc.min = 2;
+    rc.max = 16;
+    rc.create = conn_open;
+    rc.destroy = conn_close;
+    rc.user = (void *)"127.0.0.1:11211";
+    rc.idle_timeout_ns = 60 * 1000000000ull;
+    rc.max_lifetime_ns = 30 * 60 * 1000000000ull;
+    PK_CHECK_EQ(pk_respool_create(&rp, &rc), 0);
+    e = pk_respool_acquire(rp, &r, 50 * 1000000ull);
+    PK_CHECK_EQ(e, 0);
+    if (e == 0) {
+        if (talk(((conn *)r)->fd) == 0) PK_CHECK_EQ(pk_respool_release(rp, r), 0);
+        else pk_respool_invalidate(rp, r);
+    }
+    pk_respool_maintain(rp);
+    pk_respool_destroy(rp);
+}
+
+int main(void)
+{
+    pk_test_main_begin("pool");
+    PK_TEST(test_pool_bad_input);
+    PK_TEST(test_pool_bounds);
+    PK_TEST(test_pool_alignment);
+    PK_TEST(test_pool_reuse_and_callbacks);
+    PK_TEST(test_pool_double_and_foreign);
+    PK_TEST(test_pool_max_idle);
+    PK_TEST(test_pool_init_failure);
+    PK_TEST(test_pool_big_objects);
+    PK_TEST(test_pool_many_pools);
+    PK_TEST(test_pool_threads);
+    PK_TEST(test_pool_reclaim_from_live_thread);
+    PK_TEST(test_pool_thread_exit);
+    PK_TEST(test_pool_destroy_with_foreign_caches);
+    PK_TEST(test_pool_alloc_failures);
+    PK_TEST(test_respool_bad_input);
+    PK_TEST(test_respool_min_and_create_failure);
+    PK_TEST(test_respool_timeouts);
+    PK_TEST(test_respool_handoff_order);
+    PK_TEST(test_respool_invalidate);
+    PK_TEST(test_respool_validation);
+    PK_TEST(test_respool_retirement);
+    PK_TEST(test_respool_leaks);
+    PK_TEST(test_respool_leak_pinned);
+    PK_TEST(test_respool_threads_flaky_create);
+    PK_TEST(test_respool_slow_create_does_not_block);
+    PK_TEST(test_respool_alloc_failures);
+    PK_TEST(test_quick_start);
+    return pk_test_main_end();
+}
