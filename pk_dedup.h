@@ -75,11 +75,14 @@ int main(void)
             -ETIMEDOUT  a follower whose deadline passed before fn finished (counted in timeouts);
                         the execution goes on for the others;
             -EDEADLK    the calling thread is itself running fn for an equal key (fn called
-                        pk_dedup_do on its own key): waiting would hang forever;
+                        pk_dedup_do on its own key): waiting would hang forever, so the call
+                        returns at once whatever timeout_ns says;
             -ENOMEM     the first follower of an execution could not allocate the shared result
                         block (the execution and its other callers are unaffected);
             -EINVAL     d, fn or res NULL, or key NULL with klen > 0 (nothing counted).
           A zero-length key is a valid key (key may then be NULL): all zero-length calls share.
+          The key bytes must stay unchanged until the call returns (they are not copied).
+          On -ETIMEDOUT, -EDEADLK, -ENOMEM and -EINVAL, res->value is NULL and res->len 0.
      void pk_dedup_release(pk_dedup *d, pk_dedup_result *res);
           Required once after every pk_dedup_do, whatever it returned. Drops this receiver's
           reference; free_value runs once, after the last receiver released, on the releasing
