@@ -82,7 +82,8 @@ int main(void)
             -EINVAL     d, fn or res NULL, or key NULL with klen > 0 (nothing counted).
           A zero-length key is a valid key (key may then be NULL): all zero-length calls share.
           The key bytes must stay unchanged until the call returns (they are not copied).
-          On -ETIMEDOUT, -EDEADLK, -ENOMEM and -EINVAL, res->value is NULL and res->len 0.
+          When the dedup itself refuses or gives up (the four errors above, as opposed to the same
+          codes returned by fn), res->value is NULL and res->len 0.
      void pk_dedup_release(pk_dedup *d, pk_dedup_result *res);
           Required once after every pk_dedup_do, whatever it returned. Drops this receiver's
           reference; free_value runs once, after the last receiver released, on the releasing
