@@ -518,6 +518,57 @@ static int zero_fn(void *arg, void **value, size_t *len)
     return 0;
 }
 
+/* free_value runs outside any lock: it may call back into the dedup, even on the same key
+   (a spin lock is not recursive, so a held bucket lock would hang here). Both the sole-owner
+   path and the shared-block path. */
+static int g_cb_rc1, g_cb_rc2;
+static void reentrant_free(void *value, void *user)
+{
+    pk_dedup *d = *(pk_dedup **)user;
+    pk_dedup_result r;
+    g_cb_rc1 = pk_dedup_forget(d, "cb", 2);
+    g_cb_rc2 = pk_dedup_do(d, "cb", 2, zero_fn, NULL, PK_FOREVER, &r);
+    pk_dedup_release(d, &r);
+    count_free(value, NULL);
+}
+static void test_callbacks_hold_no_lock(void)
+{
+    pk_dedup *d = NULL;
+    pk_dedup_config cfg;
+    pk_dedup_result r;
+    gate g;
+    caller lead, f;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.shards = 1;
+    cfg.free_value = reentrant_free;
+    cfg.user = &d;
+    g_frees = 0;
+    PK_CHECK_EQ(pk_dedup_create(&d, &cfg), 0);
+    PK_CHECK_EQ(pk_dedup_do(d, "cb", 2, quick_fn, NULL, PK_FOREVER, &r), 0);
+    g_cb_rc1 = g_cb_rc2 = 1;
+    pk_dedup_release(d, &r);
+    PK_CHECK_EQ(g_frees, 1);
+    PK_CHECK_EQ(g_cb_rc1, -ENOENT);
+    PK_CHECK_EQ(g_cb_rc2, 0);
+    memset(&g, 0, sizeof g);
+    g.d = d;
+    g.wait_coalesced = 1;
+    start(&lead, d, &g, "cb", PK_FOREVER);
+    PK_CHECK(wait_u64(&g.started, 1));
+    start(&f, d, &g, "cb", PK_FOREVER);
+    pthread_join(lead.th, NULL);
+    pthread_join(f.th, NULL);
+    PK_CHECK(lead.res.shared && f.res.shared);
+    pk_dedup_release(d, &lead.res);
+    g_cb_rc1 = g_cb_rc2 = 1;
+    pk_dedup_release(d, &f.res); /* the last reference: frees through the shared block */
+    PK_CHECK_EQ(g_frees, 2);
+    PK_CHECK_EQ(g_cb_rc1, -ENOENT);
+    PK_CHECK_EQ(g_cb_rc2, 0);
+    pk_dedup_destroy(d);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
 static void test_bad_input(void)
 {
     pk_dedup *d = make(0);
@@ -733,6 +784,7 @@ int main(void)
     PK_TEST(test_all_followers_time_out);
     PK_TEST(test_forget);
     PK_TEST(test_self_reentry);
+    PK_TEST(test_callbacks_hold_no_lock);
     PK_TEST(test_bad_input);
     PK_TEST(test_alloc_failure_sweep);
     PK_TEST(test_stress_4_threads);
