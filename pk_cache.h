@@ -491,8 +491,9 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
     for (i = 0; i < cap; i++)
         if (s->slots[i].e) pk_cache__table_put(slots, ncap - 1, s->slots[i].hash, s->slots[i].e);
     PK_FREE(s->slots);
-    s->slots = slots;
-    s->mask = ncap - 1;
+    /* published with atomic stores: pk_cache__prefetch reads them without the lock */
+    __atomic_store_n(&s->slots, slots, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->mask, ncap - 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -842,14 +843,29 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     return rc;
 }
 
+/* Hot path helper: starts loading the key's table slot before the lock is taken, so that the
+   miss overlaps the lock acquisition. The racy read is harmless: a stale table (freed by a resize)
+   is only prefetched, never dereferenced. */
+static void pk_cache__prefetch(pk_cache__shard_fields *s, uint64_t h)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    pk_cache__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
+    size_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+    __builtin_prefetch(&slots[(size_t)h & mask]);
+#else
+    (void)s;
+    (void)h;
+#endif
+}
+
 /* Finds a live entry and counts the lookup; an expired one is detached onto *victims. Locked. */
 static pk_cache__entry *pk_cache__lookup(pk_cache *c, pk_cache__shard_fields *s, uint64_t h, const void *key,
                                          size_t klen, pk_cache__entry **victims)
 {
     size_t i = pk_cache__find(s, h, key, klen);
     pk_cache__entry *e;
-    if (c->policy == PK_CACHE_S3FIFO) pk_cache__sketch_inc(s, h);
     if (i == (size_t)-1) {
+        if (c->policy == PK_CACHE_S3FIFO) pk_cache__sketch_inc(s, h);
         s->misses++;
         return NULL;
     }
@@ -866,7 +882,11 @@ static pk_cache__entry *pk_cache__lookup(pk_cache *c, pk_cache__shard_fields *s,
             pk_cache__q_push(&s->q[0], e);
         }
     } else if (e->freq < PK_CACHE__FREQ_MAX) {
+        /* S3-FIFO hit: bump the counter, no relinking. The sketch is counted too, except for
+           entries already used 3 times this round: they are safe from eviction, and skipping
+           the sketch keeps the hottest hits at two memory accesses (slot, entry). */
         e->freq++;
+        pk_cache__sketch_inc(s, h);
     }
     return e;
 }
@@ -880,6 +900,7 @@ PK_CACHE_DEF int pk_cache_get(pk_cache *c, const void *key, size_t klen, void *b
     if (klen > UINT32_MAX) return -ENOENT; /* longer than any stored key */
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
+    pk_cache__prefetch(s, h);
     pthread_mutex_lock(&s->lock);
     e = pk_cache__lookup(c, s, h, key, klen, &victims);
     if (e) {
@@ -902,6 +923,7 @@ PK_CACHE_DEF int pk_cache_acquire(pk_cache *c, const void *key, size_t klen, pk_
     if (klen > UINT32_MAX) return -ENOENT;
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
+    pk_cache__prefetch(s, h);
     pthread_mutex_lock(&s->lock);
     e = pk_cache__lookup(c, s, h, key, klen, &victims);
     if (e) {
