@@ -1250,6 +1250,158 @@ static void test_parallel_map(void)
     PK_CHECK_EQ(pk_exec_parallel_map(1, res_fn, &rc, 1, NULL), 0);
 }
 
+/* ---- map_range ---------------------------------------------------------------------------------- */
+
+typedef struct range_ctx {
+    int *ran;
+    size_t fail_at; /* the range containing it fails */
+    size_t max_len;
+    long ranges;
+} range_ctx;
+
+static int range_fn(void *ctx, size_t b, size_t e)
+{
+    range_ctx *c = (range_ctx *)ctx;
+    size_t i;
+    int rc = 0;
+    __atomic_add_fetch(&c->ranges, 1, __ATOMIC_RELAXED);
+    if (e - b > __atomic_load_n(&c->max_len, __ATOMIC_RELAXED)) __atomic_store_n(&c->max_len, e - b, __ATOMIC_RELAXED);
+    for (i = b; i < e; i++) {
+        __atomic_add_fetch(&c->ran[i], 1, __ATOMIC_RELAXED);
+        if (i == c->fail_at) rc = -EDOM;
+    }
+    return rc;
+}
+
+static void test_map_range(void)
+{
+    static const size_t grains[] = {0, 1, 7, 1000};
+    pk_exec *e;
+    pk_exec_config cfg;
+    size_t gi, i, n = 10007;
+    int *ran = (int *)malloc(n * sizeof(int)), *errs = (int *)malloc(n * sizeof(int));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 3;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    for (gi = 0; gi < sizeof grains / sizeof grains[0]; gi++) {
+        range_ctx c;
+        pk_exec_map_opts o;
+        int bad = 0;
+        memset(&c, 0, sizeof c);
+        memset(ran, 0, n * sizeof(int));
+        c.ran = ran;
+        c.fail_at = 5000;
+        memset(&o, 0, sizeof o);
+        o.grain = grains[gi];
+        o.errors = errs;
+        PK_CHECK_EQ(pk_exec_map_range(e, n, range_fn, &c, &o), -EDOM);
+        for (i = 0; i < n; i++)
+            if (ran[i] != 1) bad++;
+        PK_CHECK_EQ(bad, 0);
+        PK_CHECK_EQ(errs[5000], -EDOM);
+        PK_CHECK_EQ(errs[0], 0);
+        PK_CHECK_EQ(errs[n - 1], 0);
+        if (grains[gi]) PK_CHECK(c.max_len <= grains[gi]);
+        else PK_CHECK(c.ranges < (long)n / 10); /* automatic: far fewer calls than items */
+        /* fail fast: whole unstarted ranges are skipped */
+        o.fail_fast = 1;
+        o.concurrency = 1;
+        c.fail_at = 3;
+        memset(ran, 0, n * sizeof(int));
+        PK_CHECK_EQ(pk_exec_map_range(e, n, range_fn, &c, &o), -EDOM);
+        PK_CHECK_EQ(errs[n - 1], grains[gi] == 0 ? -EDOM : -ECANCELED); /* alone + automatic: one range */
+    }
+    PK_CHECK_EQ(pk_exec_map_range(e, 10, NULL, NULL, NULL), -EINVAL);
+    PK_CHECK_EQ(pk_exec_map_range(e, 0, range_fn, NULL, NULL), 0);
+    pk_exec_destroy(e);
+    free(ran);
+    free(errs);
+}
+
+/* ---- fairness between maps and queued tasks; an idle pool sleeps ---------------------------------- */
+
+static int busy_item(void *ctx, size_t i)
+{
+    uint64_t t0 = pk_test_now_ns();
+    (void)ctx;
+    (void)i;
+    while (pk_test_now_ns() - t0 < 20000) {
+    }
+    return 0;
+}
+
+typedef struct mapper_ctx {
+    pk_exec *e;
+    int stop;
+    long maps;
+} mapper_ctx;
+
+static void *mapper_thread(void *p)
+{
+    mapper_ctx *m = (mapper_ctx *)p;
+    uint64_t t0 = pk_test_now_ns();
+    while (!__atomic_load_n(&m->stop, __ATOMIC_SEQ_CST) && pk_test_now_ns() - t0 < 20000000000u) {
+        pk_exec_map(m->e, 16, busy_item, NULL, NULL);
+        m->maps++;
+    }
+    return NULL;
+}
+
+static void test_maps_do_not_starve_tasks(void)
+{
+    pk_exec *e;
+    pk_exec_config cfg;
+    mapper_ctx m;
+    pthread_t th;
+    uint64_t t0, dt;
+    int i;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 2;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    m.e = e;
+    m.stop = 0;
+    m.maps = 0;
+    pthread_create(&th, NULL, mapper_thread, &m); /* back-to-back maps wanting every worker */
+    pk_test_sleep_ns(20000000);
+    slow_done = 0;
+    t0 = pk_test_now_ns();
+    for (i = 0; i < 30; i++) PK_CHECK_EQ(pk_exec_submit(e, slow_task, NULL), 0); /* 2 ms each */
+    pk_exec_wait_idle(e);
+    dt = pk_test_now_ns() - t0;
+    __atomic_store_n(&m.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(th, NULL);
+    printf("    30 tasks of 2 ms ran in %.1f ms beside %ld back-to-back maps\n", (double)dt / 1e6, m.maps);
+    PK_CHECK_EQ(slow_done, 30);
+    PK_CHECK_MSG(dt < 10000000000u, "queued tasks starved for %.1f s", (double)dt / 1e9);
+    pk_exec_destroy(e);
+}
+
+static uint64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void test_idle_pool_sleeps(void)
+{
+    pk_exec *e;
+    pk_exec_config cfg;
+    uint64_t c0, c1;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 4;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    PK_CHECK_EQ(pk_exec_map(e, 1000, count_fn, NULL, NULL), 0);
+    PK_CHECK_EQ(pk_exec_submit(e, noop_task, NULL), 0);
+    pk_test_sleep_ns(50000000); /* spinning ends after spin_ns (50 us) */
+    c0 = process_cpu_ns();
+    pk_test_sleep_ns(300000000);
+    c1 = process_cpu_ns();
+    printf("    an idle pool of 4 used %.2f ms of CPU in 300 ms\n", (double)(c1 - c0) / 1e6);
+    PK_CHECK_MSG(c1 - c0 < 30000000u, "idle pool burnt %.1f ms of CPU in 300 ms", (double)(c1 - c0) / 1e6);
+    pk_exec_destroy(e);
+}
+
 int main(void)
 {
     pk_test_main_begin("test_exec");
@@ -1275,5 +1427,8 @@ int main(void)
     PK_TEST(test_maps_from_tasks);
     PK_TEST(test_many_callers);
     PK_TEST(test_parallel_map);
+    PK_TEST(test_map_range);
+    PK_TEST(test_maps_do_not_starve_tasks);
+    PK_TEST(test_idle_pool_sleeps);
     return pk_test_main_end();
 }
