@@ -1007,6 +1007,7 @@ static int pk_exec__map(pk_exec *e, size_t n, pk_exec_fn fn, pk_exec_range_fn rf
     nthreads = PK_EXEC__LDR(&e->nthreads);
     if (!concurrency) concurrency = nthreads + 1;
     maxh = concurrency - 1 < nthreads ? concurrency - 1 : nthreads;
+    if (maxh > 4096) maxh = 4096; /* fits the state word, and the cursor bound of MAX_ITEMS */
     grain = opts ? opts->grain : 0;
     if (grain > n) grain = n;
     {
