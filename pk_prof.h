@@ -312,7 +312,7 @@ typedef struct pk_prof__layout {
 
 struct pk_hist {
     /* read by every record, written only at create */
-    uint64_t max_value, T;
+    uint64_t max_value, lowmask; /* lowmask = T - 1 */
     const uint64_t *tab;
     unsigned q;
     uint32_t ovf;
@@ -408,12 +408,20 @@ PK_PROF__PRIV uint64_t pk_prof__piece_n(unsigned k, unsigned q, unsigned p, int 
 
 /* Fills L for (max_value, digits) with piece count 2^q, and the table if tab != NULL.
    Returns the bucket count (overflow included), or 0 if q cannot be used. */
+/* Table slot of piece p of octave k >= K0. The index reads the top q+1 bits of the value
+   normalised to its octave *with* its leading bit, p' = Q + p, at slot (k << q) + p'. The linear
+   region is seen as octave K0-1 holding [0, 2^K0) (values below 2^(K0-1) have no leading bit
+   there), so its p' covers all of [0, 2Q): slots [(K0-1)Q, (K0+1)Q), just below octave K0's.
+   One path indexes every value: HdrHistogram's trick for its first bucket. */
+#define PK_PROF__SLOT(k, q, p) ((((size_t)(k) + 1) << (q)) + (size_t)(p))
+
 PK_PROF__PRIV size_t pk_prof__layout_make(pk_prof__layout *L, uint64_t max_value, int digits, unsigned q,
                                           uint64_t *tab)
 {
     unsigned k, K0, Kmax, p, Q = 1u << q;
     uint64_t base;
-    /* K0: the first octave where some piece's buckets are wider than one integer */
+    /* K0: the first octave where some piece's buckets are wider than one integer (K0 > q: at
+       k = q every piece holds one integer) */
     for (K0 = q; K0 < 63; K0++) {
         for (p = 0; p < Q; p++)
             if (pk_prof__piece_n(K0, q, p, digits) < (1ull << (K0 - q))) break;
@@ -426,16 +434,19 @@ PK_PROF__PRIV size_t pk_prof__layout_make(pk_prof__layout *L, uint64_t max_value
     L->q = q;
     L->K0 = K0;
     L->Kmax = Kmax > K0 ? Kmax : K0;
-    L->ntab = (size_t)(L->Kmax + 1) << q;
-    if (max_value < (1ull << K0)) { /* all linear */
-        L->T = max_value + 1;
-        if (tab) memset(tab, 0, L->ntab * sizeof *tab);
+    L->ntab = (size_t)(L->Kmax + 2) << q;
+    L->T = 1ull << K0;
+    if (tab) {
+        /* the linear region: octave K0-1 of the index, 2Q pieces of 2^(K0-1-q) unit buckets */
+        uint64_t w = 1ull << (K0 - 1 - q);
+        memset(tab, 0, L->ntab * sizeof *tab);
+        for (p = 0; p < 2 * Q; p++) tab[((size_t)(K0 - 1) << q) + p] = ((uint64_t)p * w) | (w << 32);
+    }
+    if (max_value < L->T) { /* all linear */
         L->nbuckets = (size_t)max_value + 2;
         return L->nbuckets;
     }
-    L->T = 1ull << K0;
     base = L->T;
-    if (tab) memset(tab, 0, L->ntab * sizeof *tab);
     for (k = K0; k <= Kmax; k++) {
         for (p = 0; p < Q; p++) {
             uint64_t n = pk_prof__piece_n(k, q, p, digits), lo = (1ull << k) + ((uint64_t)p << (k - q)), cnt;
@@ -449,7 +460,7 @@ PK_PROF__PRIV size_t pk_prof__layout_make(pk_prof__layout *L, uint64_t max_value
                 uint64_t pm = q ? f >> (64 - q) : 0;
                 if (pm == p) cnt = ((g * n) >> 32) + 1;
             }
-            if (tab) tab[((size_t)k << q) + p] = base | (n << 32);
+            if (tab) tab[PK_PROF__SLOT(k, q, p)] = base | (n << 32);
             base += cnt;
             if (base > 0xfffffff0ull) return 0;
         }
@@ -467,8 +478,8 @@ PK_PROF__PRIV int pk_prof__layout_best(pk_prof__layout *L, uint64_t max_value, i
     for (q = 0; q <= 5; q++) {
         n = pk_prof__layout_make(&t, max_value, digits, q, NULL);
         if (n && (!best || n + ((size_t)(t.Kmax + 1) << q) / 4 < best)) {
-            best = n + ((size_t)(t.Kmax + 1) << q) / 4; /* the table costs too: 8 bytes vs 8 a bucket, but
-                                                          only the octaves in use are hot */
+            best = n + ((size_t)(t.Kmax + 1) << q) / 4; /* the table costs too (8 bytes a piece, but
+                                                          only the octaves in use are hot) */
             bq = q;
         }
     }
@@ -477,18 +488,16 @@ PK_PROF__PRIV int pk_prof__layout_best(pk_prof__layout *L, uint64_t max_value, i
     return 0;
 }
 
-/* The bucket index of v <= max_value: the hot path. No branch: the linear-region select is done
-   with a mask (a conditional would be mispredicted on mixed small and large values). */
+/* The bucket index of v <= max_value: the hot path. No branch, one path for every value (see
+   PK_PROF__SLOT): clz, one table load, one multiply. */
 static inline uint32_t pk_prof__index(const pk_hist *h, uint64_t v)
 {
-    uint64_t T = h->T, lin = (uint64_t)0 - (uint64_t)(v < T);
-    unsigned k = 63 - pk_prof__clz64(v | T);
-    uint64_t f = (v << (63 - k)) << 1; /* fraction within the octave, 64-bit fixed point */
+    unsigned k = 63 - pk_prof__clz64(v | h->lowmask); /* octave; K0-1 for the linear region */
+    uint64_t u = v << (63 - k);                         /* normalised, leading bit at 63 (or 0) */
     unsigned q = h->q;
-    uint64_t e = h->tab[((size_t)k << q) + (size_t)((f >> 1) >> (63 - q))];
-    uint64_t g = (f << q) >> 32;
-    uint64_t i = (uint32_t)e + ((g * (e >> 32)) >> 32);
-    return (uint32_t)((v & lin) | (i & ~lin));
+    uint64_t e = h->tab[((size_t)k << q) + (size_t)(u >> (63 - q))];
+    uint64_t g = (u << q << 1) >> 32; /* the next 32 bits: position within the piece */
+    return (uint32_t)e + (uint32_t)((g * (e >> 32)) >> 32);
 }
 
 /* Lowest value of bucket j of table entry e (octave k, piece p). j may be n (the next piece's lo). */
@@ -542,17 +551,17 @@ PK_PROF__PRIV void pk_prof__walk(const pk_hist *h, const uint64_t *counts, pk_pr
     if (L->T <= L->max_value) {
         for (k = L->K0; k <= L->Kmax; k++) {
             for (p = 0; p < Q; p++) {
-                uint64_t e = h->tab[((size_t)k << L->q) + p], n = e >> 32, base = (uint32_t)e, j, next, nlo = 0;
+                uint64_t e = h->tab[PK_PROF__SLOT(k, L->q, p)], n = e >> 32, base = (uint32_t)e, j, next, nlo = 0;
                 int known;
                 uint64_t lo0 = (1ull << k) + ((uint64_t)p << (k - L->q));
                 if (n == 0 || lo0 > L->max_value) continue;
                 /* buckets of this piece: up to the next entry's base (or the overflow bucket) */
                 next = (uint64_t)L->nbuckets - 1;
                 if (p + 1 < Q) {
-                    uint64_t e2 = h->tab[((size_t)k << L->q) + p + 1];
+                    uint64_t e2 = h->tab[PK_PROF__SLOT(k, L->q, p + 1)];
                     if (e2 >> 32) next = (uint32_t)e2;
                 } else if (k + 1 <= L->Kmax) {
-                    uint64_t e2 = h->tab[((size_t)(k + 1) << L->q)];
+                    uint64_t e2 = h->tab[PK_PROF__SLOT(k + 1, L->q, 0)];
                     if (e2 >> 32) next = (uint32_t)e2;
                 }
                 for (j = 0, known = 0; base + j < next; j++) {
@@ -590,18 +599,21 @@ PK_PROF__PRIV void pk_prof__bounds(const pk_hist *h, size_t idx, uint64_t *lo, u
         *lo = *hi = idx;
         return;
     }
-    a = (size_t)L->K0 << L->q;
-    b = ((size_t)L->Kmax + 1) << L->q;
-    while (b > a + 1 && (h->tab[b - 1] >> 32) == 0) b--; /* pieces above max_value are empty */
-    while (b - a > 1) { /* the last entry with base <= idx */
+    /* search the pieces j = 0.. of octaves K0..Kmax in order (slot of j: octave K0 + j/Q, piece j%Q) */
+    a = 0;
+    b = ((size_t)(L->Kmax - L->K0) + 1) << L->q;
+#define PK_PROF__JSLOT(j) PK_PROF__SLOT(L->K0 + (unsigned)((j) >> L->q), L->q, (j) & (((size_t)1 << L->q) - 1))
+    while (b > a + 1 && (h->tab[PK_PROF__JSLOT(b - 1)] >> 32) == 0) b--; /* pieces above max_value */
+    while (b - a > 1) { /* the last piece with base <= idx */
         m = a + (b - a) / 2;
-        if ((uint32_t)h->tab[m] <= idx) a = m;
+        if ((uint32_t)h->tab[PK_PROF__JSLOT(m)] <= idx) a = m;
         else b = m;
     }
-    e = h->tab[a];
+    e = h->tab[PK_PROF__JSLOT(a)];
     n = e >> 32;
-    k = (unsigned)(a >> L->q);
-    p = (unsigned)(a & ((1u << L->q) - 1));
+    k = L->K0 + (unsigned)(a >> L->q);
+    p = (unsigned)(a & (((size_t)1 << L->q) - 1));
+#undef PK_PROF__JSLOT
     *lo = pk_prof__sub_lo(k, L->q, p, n, idx - (uint32_t)e);
     *hi = pk_prof__sub_lo(k, L->q, p, n, idx - (uint32_t)e + 1) - 1;
     if (*hi > L->max_value) *hi = L->max_value;
@@ -615,15 +627,18 @@ PK_PROF__PRIV uint64_t pk_prof__at_rank(const pk_hist *h, const uint64_t *counts
     uint64_t cum = 0, lo, hi, v;
     if (rank <= 1) return mn;
     if (rank >= total) return mx;
+    /* plain loads, as in pk_prof__sum; runs of empty buckets are skipped 4 at a time */
     if (rank > total / 2) {
         uint64_t above = total - rank; /* samples above the one wanted */
-        for (i = nb; i-- > 0;) {
-            cum += PK_PROF__LD(counts[i]);
+        for (i = nb; i >= 4 && (counts[i - 1] | counts[i - 2] | counts[i - 3] | counts[i - 4]) == 0;) i -= 4;
+        while (i-- > 0) {
+            cum += counts[i];
             if (cum > above) break;
         }
     } else {
-        for (i = 0; i < nb; i++) {
-            cum += PK_PROF__LD(counts[i]);
+        for (i = 0; i + 4 <= nb && (counts[i] | counts[i + 1] | counts[i + 2] | counts[i + 3]) == 0;) i += 4;
+        for (; i < nb; i++) {
+            cum += counts[i];
             if (cum >= rank) break;
         }
     }
@@ -652,7 +667,7 @@ PK_PROF__PRIV pk_hist *pk_prof__hist_new(const pk_prof__layout *L, const uint64_
     h->raw = raw;
     h->bytes = total;
     h->max_value = L->max_value;
-    h->T = L->T;
+    h->lowmask = L->T - 1;
     h->q = L->q;
     h->ovf = (uint32_t)(L->nbuckets - 1);
     h->counts = (uint64_t *)(void *)(a + hdr);
