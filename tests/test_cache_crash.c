@@ -121,10 +121,14 @@ static void test_sigkill_during_save(void)
     long rounds = pk_test_scale(48), r, last = 0, newer = 0;
     uint64_t seed = (uint64_t)getpid() ^ pk_test_now_ns();
     uint64_t t_end = pk_test_now_ns() + 20000000000ull; /* never more than ~20 s */
+    uint64_t t0 = pk_test_now_ns(), cycle;
     pk_cache *c = make_cache();
     fill(c, 0);
     PK_CHECK_EQ(pk_cache_save(c, path), 0);
     pk_cache_destroy(c);
+    /* one fill + save, timed here, sets the kill window: sanitizers make it 5-20x slower */
+    cycle = pk_test_now_ns() - t0;
+    if (cycle < 10000000ull) cycle = 10000000ull;
     PK_CHECK_EQ(check_snapshot(), 0);
     for (r = 1; r <= rounds && pk_test_now_ns() < t_end; r++) {
         pid_t pid;
@@ -138,7 +142,7 @@ static void test_sigkill_during_save(void)
         }
         if (pid == 0) child(r);
         /* kill at a random moment: sometimes while building, mostly in the middle of saves */
-        pk_test_sleep_ns(20000000ull + pk_test_rand(&seed) % 180000000ull);
+        pk_test_sleep_ns(cycle / 2 + pk_test_rand(&seed) % (4 * cycle));
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         PK_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL); /* it did not stop on its own */
