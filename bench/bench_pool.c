@@ -12,7 +12,7 @@
 
    Interleaved trials (pk, peer, pk, peer ...; the first of each pair alternates), medians.
    Build: cc -O2 -pthread -I. -Ibench bench/bench_pool.c -o bench_pool
-          [-DPK_HAVE_APR $(pkg-config --cflags --libs apr-util-1 apr-1)]  */
+          [-DPK_HAVE_APR $(pkg-config --cflags --libs apr-util-1 apr-1)]  (bench/peers.sh does this) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -30,21 +30,6 @@
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <apr_reslist.h>
-#include <dlfcn.h>
-/* The peer flags link apr-util only; libapr-1 comes in as its dependency, so its four calls used
-   here are looked up at run time rather than named at link time. */
-static apr_status_t (*apr_init_fn)(void);
-static void (*apr_term_fn)(void);
-static apr_status_t (*apr_pool_create_fn)(apr_pool_t **, apr_pool_t *, apr_abortfunc_t, apr_allocator_t *);
-static void (*apr_pool_destroy_fn)(apr_pool_t *);
-static int apr_resolve(void)
-{
-    *(void **)&apr_init_fn = dlsym(RTLD_DEFAULT, "apr_initialize");
-    *(void **)&apr_term_fn = dlsym(RTLD_DEFAULT, "apr_terminate");
-    *(void **)&apr_pool_create_fn = dlsym(RTLD_DEFAULT, "apr_pool_create_ex");
-    *(void **)&apr_pool_destroy_fn = dlsym(RTLD_DEFAULT, "apr_pool_destroy");
-    return apr_init_fn && apr_term_fn && apr_pool_create_fn && apr_pool_destroy_fn;
-}
 #endif
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -358,7 +343,7 @@ static void bench_resources(void)
     pk_respool_config cfg;
     size_t iters = bench_scale(2000000, 8);
     int threads, t;
-    if (!apr_resolve() || apr_init_fn() != APR_SUCCESS || apr_pool_create_fn(&ap, NULL, NULL, NULL) != APR_SUCCESS) {
+    if (apr_initialize() != APR_SUCCESS || apr_pool_create(&ap, NULL) != APR_SUCCESS) {
         bench_note("respool", "APR failed to initialise: skipped");
         return;
     }
@@ -395,8 +380,8 @@ static void bench_resources(void)
     }
     pk_respool_destroy(rp);
     apr_reslist_destroy(rl);
-    apr_pool_destroy_fn(ap);
-    apr_term_fn();
+    apr_pool_destroy(ap);
+    apr_terminate();
 #else
     bench_note("respool", "built without PK_HAVE_APR (apt-get install libaprutil1-dev): apr_reslist comparison skipped");
 #endif
