@@ -26,12 +26,14 @@ typedef struct req {
     struct run *run;
     uint64_t submitted;
     int prio;
+    int quarter; /* which quarter of the run submitted it: shows whether latency keeps growing */
     int outcome; /* 0 pending, 1 ran, 2 dropped: deadline, 3 dropped: displaced */
 } req;
 
 typedef struct run {
     pk_prof *prof;
-    int l_class[3]; /* LOW, NORMAL, HIGH */
+    int l_class[3];   /* LOW, NORMAL, HIGH */
+    int l_quarter[4]; /* every class, by quarter of the run */
 } run;
 
 static void serve(void *arg)
@@ -39,7 +41,9 @@ static void serve(void *arg)
     req *r = (req *)arg;
     bench_sleep_ms(SERVICE_MS);
     __atomic_store_n(&r->outcome, 1, __ATOMIC_RELEASE);
-    pk_prof_record(r->run->prof, r->run->l_class[r->prio + 1], pk_prof_now() - r->submitted);
+    uint64_t lat = pk_prof_now() - r->submitted;
+    pk_prof_record(r->run->prof, r->run->l_class[r->prio + 1], lat);
+    pk_prof_record(r->run->prof, r->run->l_quarter[r->quarter], lat);
 }
 
 static void dropped(void *arg, int reason)
@@ -70,6 +74,7 @@ static long offer(pk_exec *e, req *reqs, long n, int prioritized, run *ru)
         memset(&o, 0, sizeof o);
         r->run = ru;
         r->prio = u < 10 ? PK_EXEC_HIGH : u < 40 ? PK_EXEC_NORMAL : PK_EXEC_LOW;
+        r->quarter = (int)(i * 4 / n);
         sleep_until(next);
         next += interval;
         r->submitted = pk_prof_now();
@@ -106,6 +111,11 @@ int main(void)
         memset(reqs, 0, sizeof(req) * (size_t)n);
         if (pk_exec_create(&e, &cfg) != 0 || pk_prof_create(&ru.prof, NULL) != 0) return 1;
         for (c = 0; c < 3; c++) ru.l_class[c] = pk_prof_label(ru.prof, cls[c]);
+        for (c = 0; c < 4; c++) {
+            char q[16];
+            snprintf(q, sizeof q, "quarter %d", c + 1);
+            ru.l_quarter[c] = pk_prof_label(ru.prof, q);
+        }
         refused = offer(e, reqs, n, mode, &ru);
         pk_exec_destroy(e);
         for (i = 0; i < n; i++) count[reqs[i].outcome]++;
@@ -118,6 +128,19 @@ int main(void)
             snprintf(series, sizeof series, "%s, %s", mode ? "pk priorities+deadlines" : "unbounded FIFO", cls[c]);
             bench_pct("shed", series, (double)st.p50 / 1e6, (double)st.p90 / 1e6, (double)st.p99 / 1e6,
                       (double)st.p999 / 1e6, "ms");
+        }
+        {
+            char note[200];
+            int len = snprintf(note, sizeof note, "%s: p99 latency of the requests that ran, by quarter of the run:",
+                               mode ? "pk" : "unbounded FIFO");
+            for (c = 0; c < 4 && len > 0 && (size_t)len < sizeof note; c++) {
+                pk_prof_stats st;
+                memset(&st, 0, sizeof st);
+                pk_prof_stats_get(ru.prof, ru.l_quarter[c], &st);
+                len += snprintf(note + len, sizeof note - (size_t)len, " %.1f", (double)st.p99 / 1e6);
+            }
+            if (len > 0 && (size_t)len < sizeof note - 4) strcat(note, " ms");
+            bench_note("shed", note);
         }
         printf("shed     %s: ran %ld, dropped at deadline %ld, displaced %ld, refused at submit %ld, unaccounted %ld\n",
                mode ? "pk" : "FIFO", count[1], count[2], count[3], refused, count[0] - refused);
