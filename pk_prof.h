@@ -112,13 +112,17 @@
      may be running or start; threads that recorded must have returned from pk_prof_record, and a
      thread that is exiting must have finished exiting, i.e. join them first).
      pk_prof_record is lock-free: each thread records into its own shard (one histogram per label,
-     made on the thread's first record of that label) found through a small thread-local cache
-     keyed by (profiler, stamp). Readers (stats, report, compare, merge) lock the profiler, sum the
-     shards with relaxed atomic loads and read one consistent snapshot per label. A thread that
-     exits folds its shard into the profiler, so no record is lost and memory follows live threads.
-     Records made while a reader runs land in this snapshot or the next, never lost; records
-     racing with pk_prof_reset land before or after it. If a shard cannot be allocated, the record
-     goes to the profiler's own histogram under the lock (slow, never lost).
+     made on the thread's first record of that label) found through a one-entry thread-local cache
+     of the profiler it recorded into last: the fast path compares two stamps, checks the id, makes
+     two loads and the histogram's plain increment, with no atomic read-modify-write and no fence.
+     A thread that alternates between profilers refills that cache on each switch
+     (pthread_getspecific, no lock: a few ns). Readers (stats, report, compare, merge) lock the
+     profiler, sum the shards with relaxed atomic loads and read one consistent snapshot per
+     label. A thread that exits folds its shard into the profiler, so no record is lost and
+     memory follows live threads. Records made while a reader runs land in this snapshot or the
+     next, never lost; records racing with pk_prof_reset land before or after it. If a shard
+     cannot be allocated, the record goes to the profiler's own histogram under the lock (slow,
+     never lost).
 
    ACCURACY AND MEMORY
      Values are integers 0..max_value. Each histogram has fixed buckets decided at create:
@@ -978,7 +982,7 @@ PK_PROF_DEF int pk_hist_compare(const pk_hist *base, const pk_hist *cand, pk_pro
    Each recording thread owns one shard per profiler: an array of histograms indexed by label id,
    made on the thread's first record of a label. Only the owner writes a shard's counters (relaxed
    atomic stores); readers hold p->lock and read them with relaxed loads. The owner finds its shard
-   through a thread-local cache of (profiler, stamp, shard), with pthread_getspecific(p->key) behind
+   through a one-entry thread-local cache (pk_prof__tce), with pthread_getspecific(p->key) behind
    it; the key's destructor folds the shard into the profiler's base histograms when the thread
    exits.
 
@@ -1013,21 +1017,24 @@ struct pk_prof {
     pk_prof__shard *shards;
 };
 
+/* The thread's cache of the profiler it recorded into last. A stamp is unique to one profiler
+   between two resets (see pk_prof__new_stamp), so e.stamp == p->stamp alone says that hists is this
+   thread's shard of p, current: the fast path needs no other key. One entry, at a fixed TLS
+   address: a thread that alternates between profilers takes the slow path's lock-free refill
+   (pthread_getspecific) on each switch. */
 typedef struct pk_prof__tce {
-    const pk_prof *p;
     uint64_t stamp;
     pk_hist **hists; /* the shard's, cached: the owner updates this entry whenever it changes them */
     int nhists;
     pk_prof__shard *s;
 } pk_prof__tce;
 
-#define PK_PROF__TC 4
 #if defined(__cplusplus) && __cplusplus >= 201103L
-static thread_local pk_prof__tce pk_prof__tcache[PK_PROF__TC];
+static thread_local pk_prof__tce pk_prof__tcache;
 #elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-static _Thread_local pk_prof__tce pk_prof__tcache[PK_PROF__TC];
+static _Thread_local pk_prof__tce pk_prof__tcache;
 #else
-static __thread pk_prof__tce pk_prof__tcache[PK_PROF__TC];
+static __thread pk_prof__tce pk_prof__tcache;
 #endif
 
 static uint64_t pk_prof__stamps; /* a source of unique stamps, nothing else */
@@ -1038,11 +1045,6 @@ PK_PROF__PRIV uint64_t pk_prof__new_stamp(void)
     /* mixed with this counter's address so that two copies of the implementation (PK_PROF_STATIC in
        two files) do not hand out the same stamps */
     return (s << 20) ^ ((uint64_t)(uintptr_t)&pk_prof__stamps >> 4) ^ 0x5bd1e995u;
-}
-
-PK_PROF__PRIV size_t pk_prof__tc_slot(const pk_prof *p)
-{
-    return ((uintptr_t)p >> 7) & (PK_PROF__TC - 1);
 }
 
 PK_PROF__PRIV uint64_t pk_prof__hash(const char *s)
@@ -1066,7 +1068,6 @@ PK_PROF__PRIV void pk_prof__thread_exit(void *v)
     pk_prof__shard *s = (pk_prof__shard *)v;
     pk_prof *p = s->owner;
     int i;
-    size_t t;
     pthread_mutex_lock(&p->lock);
     if (s->stamp == PK_PROF__LD(p->stamp))
         for (i = 0; i < s->nhists && i < p->nlabels; i++)
@@ -1075,8 +1076,7 @@ PK_PROF__PRIV void pk_prof__thread_exit(void *v)
     else p->shards = s->next;
     if (s->next) s->next->prev = s->prev;
     pthread_mutex_unlock(&p->lock);
-    for (t = 0; t < PK_PROF__TC; t++)
-        if (pk_prof__tcache[t].s == s) memset(&pk_prof__tcache[t], 0, sizeof pk_prof__tcache[t]);
+    if (pk_prof__tcache.s == s) memset(&pk_prof__tcache, 0, sizeof pk_prof__tcache);
     pk_prof__shard_free(s);
 }
 
@@ -1130,7 +1130,6 @@ PK_PROF_DEF void pk_prof_destroy(pk_prof *p)
 {
     pk_prof__shard *s, *n;
     int i;
-    size_t t;
     if (!p) return;
     pthread_key_delete(p->key); /* no destructor runs for it from now on */
     for (s = p->shards; s; s = n) {
@@ -1147,8 +1146,9 @@ PK_PROF_DEF void pk_prof_destroy(pk_prof *p)
     pk_hist_destroy(p->scratch2);
     pk_hist_destroy(p->shape);
     pthread_mutex_destroy(&p->lock);
-    for (t = 0; t < PK_PROF__TC; t++) /* this thread's cache; other threads' miss on the stamp */
-        if (pk_prof__tcache[t].p == p) memset(&pk_prof__tcache[t], 0, sizeof pk_prof__tcache[t]);
+    /* this thread's cache; other threads' entries never match a stamp again */
+    if (pk_prof__tcache.stamp == PK_PROF__LD(p->stamp))
+        memset(&pk_prof__tcache, 0, sizeof pk_prof__tcache);
     PK_FREE(p);
 }
 
@@ -1308,8 +1308,7 @@ static void pk_prof__record_slow(pk_prof *p, int id, uint64_t ns)
         }
         pthread_mutex_unlock(&p->lock);
     }
-    e = &pk_prof__tcache[pk_prof__tc_slot(p)];
-    e->p = p;
+    e = &pk_prof__tcache;
     e->stamp = s->stamp;
     e->hists = s->hists;
     e->nhists = s->nhists;
@@ -1324,9 +1323,8 @@ fallback: /* out of memory: record under the lock into the label's own histogram
 /* HOT: any thread. */
 PK_PROF_DEF void pk_prof_record(pk_prof *p, int id, uint64_t ns)
 {
-    const pk_prof__tce *e = &pk_prof__tcache[pk_prof__tc_slot(p)];
-    if (PK_PROF__LIKELY(e->p == p && p != NULL && e->stamp == PK_PROF__LD(p->stamp) &&
-                        (unsigned)id < (unsigned)e->nhists)) {
+    const pk_prof__tce *e = &pk_prof__tcache;
+    if (PK_PROF__LIKELY(p != NULL && e->stamp == PK_PROF__LD(p->stamp) && (unsigned)id < (unsigned)e->nhists)) {
         pk_hist *h = e->hists[id];
         if (PK_PROF__LIKELY(h != NULL)) {
             pk_prof__hist_add(h, ns, 1);

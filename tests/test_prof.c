@@ -570,8 +570,8 @@ static void test_scope_and_now(void)
     pk_prof_destroy(p);
 }
 
-/* Many profilers in one thread (more than the thread cache's slots), one destroyed and another made
-   (maybe at the same address): counts go to the right place. */
+/* Many profilers in one thread, recorded into in turn (each switch misses the one-entry thread
+   cache), one destroyed and another made (maybe at the same address): counts go to the right place. */
 static void test_many_profilers(void)
 {
     pk_prof *ps[10];
