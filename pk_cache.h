@@ -380,9 +380,13 @@ static size_t pk_cache__charge(const pk_cache__entry *e) { return e->klen + e->v
 static size_t pk_cache__shard_index(const pk_cache *c, uint64_t h) { return (size_t)(((h >> 32) * c->nshards) >> 32); }
 static pk_cache__shard_fields *pk_cache__shard_of(pk_cache *c, uint64_t h) { return &c->shards[pk_cache__shard_index(c, h)].f; }
 
+/* Drops one reference. A count of 1 means the caller holds the only one, and nobody can take
+   another (pins are only taken from entries still in a table), so a plain load skips the locked
+   instruction, which would otherwise wait for the evicting put's stores to drain. */
 static void pk_cache__unref(pk_cache__entry *e)
 {
-    if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) PK_FREE(e);
+    if (__atomic_load_n(&e->refs, __ATOMIC_ACQUIRE) == 1 || __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        PK_FREE(e);
 }
 
 /* Builds an unlinked entry holding copies of key and value. NULL: out of memory or too large. */
@@ -516,6 +520,25 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
     return 0;
 }
 
+/* Second hash of a key, for the S3-FIFO ghost and sketch (independent of the table position). */
+static uint64_t pk_cache__h2(uint64_t h) { return (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull; }
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PK_CACHE__PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PK_CACHE__PREFETCH(p) ((void)(p))
+#endif
+
+/* Hot path helper: starts loading the key's table slot before the lock is taken, so that the
+   miss overlaps the lock acquisition (and, in put, building the entry). The racy read is
+   harmless: a stale table (freed by a resize) is only prefetched, never dereferenced. */
+static void pk_cache__prefetch(pk_cache__shard_fields *s, uint64_t h)
+{
+    pk_cache__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
+    size_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+    PK_CACHE__PREFETCH(&slots[(size_t)h & mask]);
+}
+
 /* ---- S3-FIFO: ghost set and frequency sketch ----
 
    Ghost: a direct-mapped table of fingerprints with the ghost clock at insertion; a key is in the
@@ -527,8 +550,6 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
    is not saturated (a saturated entry is in no danger; skipping keeps its hits cheap). The
    window and sizes were chosen on the benchmark's Zipf trace: longer windows and one word per
    slot measured better than Caffeine-like 10 x capacity windows. */
-
-static uint64_t pk_cache__h2(uint64_t h) { return (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull; }
 
 static int pk_cache__ghost_take(pk_cache__shard_fields *s, uint64_t h)
 {
@@ -693,7 +714,7 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
                                     pk_cache__entry **victims)
 {
     size_t i = pk_cache__find(s, e->hash, pk_cache__key(e), e->klen), charge = pk_cache__charge(e);
-    int queue = PK_CACHE__SMALL;
+    int queue = PK_CACHE__SMALL, q;
     unsigned char freq = 0;
     if (i != (size_t)-1) {
         pk_cache__entry *old = s->slots[i].e;
@@ -712,8 +733,23 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
                 queue = PK_CACHE__SMALL;
         }
     }
-    while (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes))
-        pk_cache__evict_one(c, s, victims);
+    if (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes)) {
+        do
+            pk_cache__evict_one(c, s, victims);
+        while (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes));
+        /* A full shard evicts on every insert, and its next victims are known: the queue heads,
+           just loaded by the unlinking. Start loading what the next eviction will touch (the
+           head's table slot and successor, in S3-FIFO its ghost cell) so that the next put finds
+           them in cache instead of making dependent misses. (Written out here: GCC drops a call
+           to a function that only prefetches.) */
+        for (q = 0; q < 2; q++) {
+            const pk_cache__entry *v = s->q[q].head;
+            if (!v) continue;
+            PK_CACHE__PREFETCH(&s->slots[(size_t)v->hash & s->mask]);
+            if (v->next) PK_CACHE__PREFETCH(v->next);
+            if (s->ghost) PK_CACHE__PREFETCH(&s->ghost[(size_t)pk_cache__h2(v->hash) & s->mask]);
+        }
+    }
     e->queue = (unsigned char)queue;
     e->freq = freq;
     pk_cache__table_put(s->slots, s->mask, e->hash, e);
@@ -855,6 +891,7 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     s = pk_cache__shard_of(c, h);
     if (charge > s->max_bytes) return -E2BIG;
     if (ttl_ns == PK_CACHE_TTL_DEFAULT) ttl_ns = c->ttl_ns ? c->ttl_ns : PK_CACHE_TTL_NEVER;
+    pk_cache__prefetch(s, h); /* overlaps the slot's miss with building the entry */
     if (ttl_ns != PK_CACHE_TTL_NEVER) expire = pk_cache__sat_add(c->clock_ns(c->user), ttl_ns);
     e = pk_cache__entry_new(h, key, klen, val, vlen, expire);
     if (!e) return -ENOMEM;
@@ -865,21 +902,6 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     if (rc) PK_FREE(e);
     pk_cache__finish(c, victims);
     return rc;
-}
-
-/* Hot path helper: starts loading the key's table slot before the lock is taken, so that the
-   miss overlaps the lock acquisition. The racy read is harmless: a stale table (freed by a resize)
-   is only prefetched, never dereferenced. */
-static void pk_cache__prefetch(pk_cache__shard_fields *s, uint64_t h)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    pk_cache__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
-    size_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
-    __builtin_prefetch(&slots[(size_t)h & mask]);
-#else
-    (void)s;
-    (void)h;
-#endif
 }
 
 /* Finds a live entry and counts the lookup; an expired one is detached onto *victims. Locked. */
