@@ -995,7 +995,7 @@ static void test_concurrent_saves(void)
         tmp_path(s[i].path, "shared");
         s[i].fails = 0;
         for (j = 0; j < 500; j++) {
-            char k[16];
+            char k[32];
             snprintf(k, sizeof k, "c%d:%d", i & 1, j % 1000);
             put_s(s[i].c, k, "some value bytes");
         }
