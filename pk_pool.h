@@ -153,14 +153,19 @@
 
    HOW THE OBJECT POOL IS FAST (and what it costs) -------------------------------------------------
    Per-thread caches. Each thread that uses a pool gets, on its first call, a cache of up to
-   PK_POOL_CACHE (64) objects for that pool (fewer for big objects: at most ~32 KiB of them), a small
-   FIFO ring: acquire takes from one end, release puts at the other, with no lock and no atomic
-   read-modify-write. A thread-local table of 8 entries keyed by the pool's generation id (unique per
-   pool ever created, so two pools, or a pool destroyed and another created at the same address, never
-   mix) finds the cache in one compare. An empty or full cache moves half its capacity at once to or
-   from a shared depot under the pool's mutex. Memory cost: about 64 + 16 * PK_POOL_CACHE bytes
-   (1.1 KiB) per thread per pool, plus the objects it holds. With `max` set the cache shrinks to max/8
-   (no cache when that is below 4), so that small pools rarely need to reclaim.
+   PK_POOL_CACHE (64) objects for that pool (fewer for big objects: at most ~256 KiB of them, so a
+   burst of 32 page-sized buffers still stays in the cache), a small FIFO ring: acquire takes from one
+   end, release puts at the other, with no lock, no atomic read-modify-write and no fence. A
+   thread-local one-entry memo (the last pool used, keyed by the pool's generation id: unique per
+   pool ever created, so a pool destroyed and another created at the same address never mix) finds
+   the cache in one compare; a thread that alternates pools falls back to an 8-entry thread-local
+   table, then to its list of caches. Release finds the object's state byte by address arithmetic on
+   the chunk of its previous release (the "hint", see Slabs), so the hot release does no table
+   lookup. An empty or full cache moves half its capacity at once to or from a shared depot under
+   the pool's mutex. Memory cost: about 128 + 16 * PK_POOL_CACHE bytes (1.2 KiB) per thread per pool,
+   plus the objects it holds. With `max` set the cache shrinks to max/8 (no cache when that is below
+   4), so that small pools rarely need to reclaim, and its calls take the handshake below (a few ns
+   more); pools with a reset callback also take a slightly longer path (reset is a call anyway).
    Reclaiming: when acquire finds no idle object, no free slot and max reached, it takes every object
    out of every other thread's cache (steal protocol: the owner marks itself busy with a plain store;
    the thief sets a flag, issues membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) so every running thread
@@ -170,16 +175,19 @@
    Thread exit: a pthread key destructor hands the thread's cached objects back to each live pool.
    Pool destroyed first: the pool struct is reference-counted by the caches; destroy takes every
    cached object back, and a cache left in another thread is freed by that thread at its exit (or
-   when it next makes a cache) — about 1.1 KiB per such thread until then.
+   when it next makes a cache) — about 1.2 KiB per such thread until then.
    Approximations (stated by the contract): idle objects in thread caches are not counted against
    max_idle, so up to PK_POOL_CACHE more idle objects per thread may be kept; peak_in_use is sampled
    when a thread goes to the depot and at stats_get, so it may miss up to PK_POOL_CACHE per thread.
    in_use/idle are exact when no call is running.
 
    Slabs and ownership. Objects live in slabs ("chunks") of about PK_POOL_CHUNK_BYTES that the pool
-   allocates; each slot's state (raw, idle, lent) is a byte in pool-owned metadata, never in the
-   object. Release finds the chunk by address alone in a small hash table of the chunk's address
-   range (readers under a seqlock, no lock), then checks the state byte, so a foreign, interior or
+   allocates (starting on a 64-byte line); each slot's state (raw, idle, lent) is a byte in pool-owned
+   metadata, never in the object. Release finds the chunk by address alone: first the calling
+   thread's hint (a copy of the last chunk's range, valid while the pool's seqlock counter has not
+   moved since it was taken, which the release checks after reading the state byte), else a small
+   hash table of the chunks' address ranges (readers under the seqlock, no lock), then checks the
+   state byte, so a foreign, interior or
    already-released pointer gives -EINVAL without the pool ever reading memory it does not own. A
    chunk whose objects have all been freed (max_idle) is given back to the allocator (one empty chunk
    is kept as a spare); its metadata record is kept for reuse so a racing lookup never touches freed
@@ -389,7 +397,7 @@ __extension__ typedef unsigned __int128 pk_pool__u128;
 
 enum { PK_POOL__RAW = 0, PK_POOL__IDLE = 1, PK_POOL__LENT = 2, PK_POOL__BUSY = 3 };
 #define PK_POOL__GROUP 32 /* states of 32 slots share one 64-byte line, alone */
-#define PK_POOL__SIDX(i) ((((i) >> 5) << 6) | ((i)&31u))
+#define PK_POOL__SIDX(i) ((i) + ((i) & ~(size_t)31)) /* = (i / 32) * 64 + i % 32 */
 
 typedef struct pk_pool__pair { void *obj; unsigned char *st; } pk_pool__pair;
 
@@ -415,16 +423,28 @@ typedef struct pk_pool__tab {
 
 /* A thread cache is a FIFO ring, not a stack: acquire advances `head`, release advances `tail`, so
    the two calls do not both read-modify-write one index. In a tight acquire/release loop a shared
-   top index makes every call wait for the previous call's store to be forwarded (about 5 cycles
-   each way); with two indices the chains run side by side. The ring is small (at most ~32 KiB of
-   objects), so FIFO reuse stays in L1/L2 like LIFO would. */
+   top index makes every call wait for the previous call's store to be forwarded (about 5-7 cycles
+   each way, ~4 ns per pair on its own); with two indices the chains run side by side (measured:
+   LIFO 5.9 ns per pair, FIFO 3.4 ns). The ring is small (64 objects, at most 256 KiB of them), so
+   FIFO reuse stays in L1/L2 like LIFO would.
+   The fast paths touch only this struct's first line, the slot's state byte and p's first line.
+   `guard`: the pool has a max, so a thief may empty this ring (steal); the owner then brackets every
+   ring access with the busy/steal handshake. A pool without max never steals and skips it.
+   Release hint: the chunk of the last release (hbase/hbytes/hst copied from its rec) while the
+   pool's seqlock still reads hseq; a release into that chunk needs no table lookup. */
 typedef struct pk_pool__cache {
-    unsigned busy;   /* owner: 1 while it touches the ring without the lock */
-    unsigned steal;  /* a thief (holding mu) wants this cache: owner must take the locked path */
     size_t head, tail; /* free-running; count = tail - head; slot = index & mask */
-    size_t cap, mask;  /* cap: a power of two */
+    size_t mask;       /* cap - 1; cap: a power of two */
     pk_pool__pair *objs;
-    pk_pool__rec *hint; /* rec of the last release: the lookup tries it first */
+    uintptr_t hbase;   /* release hint (see above); hbytes 0 = none */
+    size_t hbytes;
+    unsigned char *hst;
+    uint64_t hseq;
+    int guard;
+    /* second line: locked paths, thieves, stats */
+    unsigned busy;   /* owner: 1 while it touches the ring without the lock (guard only) */
+    unsigned steal;  /* a thief (holding mu) wants this cache: owner must take the locked path */
+    size_t cap;
     size_t moved;    /* ring pops made by locked paths; head - moved = fast-path acquires */
     uint64_t gen;
     struct pk_pool *pool;
@@ -435,7 +455,7 @@ typedef struct pk_pool__cache {
 struct pk_pool {
     /* read-mostly, first line: everything the fast paths need */
     uint64_t gen;
-    unsigned seq;       /* seqlock over table/rec ranges: odd while a writer changes them */
+    uint64_t seq;       /* seqlock over table/rec ranges: odd while a writer changes them */
     int fence_mode;     /* 1: owners use a full fence (no membarrier) */
     pk_pool__tab *tab;  /* atomic pointer, published under seq */
     size_t stride;
@@ -469,6 +489,7 @@ struct pk_pool {
 typedef struct pk_pool__tlent { uint64_t gen; pk_pool__cache *c; } pk_pool__tlent;
 #define PK_POOL__TLWAYS 8
 static PK_POOL__TLS pk_pool__tlent pk_pool__tl[PK_POOL__TLWAYS];
+static PK_POOL__TLS pk_pool__tlent pk_pool__tl1; /* the last unguarded cache used: fast paths' one compare */
 static PK_POOL__TLS pk_pool__cache *pk_pool__tl_list;
 static PK_POOL__TLS int pk_pool__tl_keyed;
 static uint64_t pk_pool__gens;
@@ -616,32 +637,63 @@ static inline size_t pk_pool__div(const pk_pool *p, uintptr_t off)
     return (size_t)(off / p->stride);
 }
 
-/* Lock-free: the state byte of the slot that starts exactly at a, or NULL. Reads only pool-owned
-   memory. *hint: a rec to try first (updated). HOT. */
-static inline unsigned char *pk_pool__lookup(pk_pool *p, uintptr_t a, pk_pool__rec **hint)
+/* The release hint's division: offset -> slot index by one multiply (Lemire, Kaser, Kurz: exact
+   for offsets below 2^32 with div_m = ceil(2^64 / stride); the hint is only set for such chunks). */
+static inline size_t pk_pool__hint_div(const pk_pool *p, uintptr_t off)
+{
+#if defined(__SIZEOF_INT128__)
+    return (size_t)(((pk_pool__u128)(uint64_t)off * p->div_m) >> 64);
+#else
+    return (size_t)(off / p->stride);
+#endif
+}
+
+/* Slot index of offset off into a chunk; 0 when off is not the start of a slot. */
+static inline int pk_pool__slot_of(const pk_pool *p, uintptr_t off, size_t *idx)
+{
+    if (p->stride_shift >= 0) {
+        *idx = (size_t)(off >> p->stride_shift);
+        return (off & (p->stride - 1)) == 0;
+    }
+    *idx = pk_pool__div(p, off);
+    return *idx * p->stride == off;
+}
+
+/* Lock-free: the state byte of the slot that starts exactly at a, or NULL; *state is its value,
+   read inside the seqlock section (so a rec reused for another chunk meanwhile is noticed). Reads
+   only pool-owned memory. With c: records the chunk as c's release hint. */
+PK_POOL__FN unsigned char *pk_pool__lookup(pk_pool *p, uintptr_t a, pk_pool__cache *c, unsigned char *state)
 {
     unsigned spins = 0;
     for (;;) {
-        unsigned s = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
-        pk_pool__rec *r = *hint;
-        uintptr_t off = 0;
-        size_t idx;
+        uint64_t s = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
+        pk_pool__rec *r;
+        uintptr_t off = 0, base = 0;
+        size_t idx = 0, bytes = 0;
+        unsigned char *st = NULL, v = 0;
         if (PK_POOL__UNLIKELY(s & 1)) {
             pk_pool__cpu_relax(&spins);
             continue;
         }
+        r = pk_pool__tab_find(p, a, &off);
         if (r) {
-            off = a - PK_POOL__LD(r->base);
-            if (off >= PK_POOL__LD(r->bytes)) r = NULL;
+            base = PK_POOL__LD(r->base);
+            bytes = PK_POOL__LD(r->bytes);
+            if (pk_pool__slot_of(p, off, &idx)) {
+                st = r->st + PK_POOL__SIDX(idx);
+                v = PK_POOL__LD(*st);
+            }
         }
-        if (!r) r = pk_pool__tab_find(p, a, &off);
         PK_POOL__FENCE_ACQ();
         if (PK_POOL__UNLIKELY(PK_POOL__LD(p->seq) != s)) continue;
-        if (!r) return NULL;
-        if (*hint != r) *hint = r;
-        idx = pk_pool__div(p, off);
-        if (idx * p->stride != off) return NULL; /* interior pointer */
-        return r->st + PK_POOL__SIDX(idx);
+        if (r && c && !c->guard && !p->reset && p->div_m && bytes <= 0xFFFFFFFFu) { /* see release */
+            c->hbase = base;
+            c->hbytes = bytes;
+            c->hst = r->st;
+            c->hseq = s;
+        }
+        *state = v;
+        return st;
     }
 }
 
@@ -742,6 +794,10 @@ PK_POOL__FN pk_pool__rec *pk_pool__rec_new(pk_pool *p)
     return r;
 }
 
+/* Chunks start on a cache line (or the object alignment if larger): objects whose stride is a
+   multiple of 64 then never share a line, so two threads' objects never false-share. */
+static inline size_t pk_pool__chunk_align(const pk_pool *p) { return p->align < 64 ? 64 : p->align; }
+
 /* Adds a chunk. May drop and retake mu (the allocation is done outside it). 0, -EAGAIN when max is
    reached, -ENOMEM. */
 PK_POOL__FN int pk_pool__chunk_add(pk_pool *p)
@@ -758,7 +814,7 @@ PK_POOL__FN int pk_pool__chunk_add(pk_pool *p)
     if (r) p->dead = r->dnext;
     bytes = n * p->stride;
     pthread_mutex_unlock(&p->mu);
-    mem = PK_MALLOC(bytes + p->align - 1);
+    mem = PK_MALLOC(bytes + pk_pool__chunk_align(p) - 1);
     if (!r && mem) fresh = r = pk_pool__rec_new(p);
     pthread_mutex_lock(&p->mu);
     if (fresh) { /* every rec ever made is on `all`, for destroy */
@@ -789,7 +845,7 @@ PK_POOL__FN int pk_pool__chunk_add(pk_pool *p)
     r->nfresh = r->nraw = r->nlive = 0;
     memset(r->st, 0, ((p->per_chunk + PK_POOL__GROUP - 1) / PK_POOL__GROUP) * 64);
     {
-        uintptr_t base = ((uintptr_t)mem + p->align - 1) & ~(uintptr_t)(p->align - 1);
+        uintptr_t base = ((uintptr_t)mem + pk_pool__chunk_align(p) - 1) & ~(uintptr_t)(pk_pool__chunk_align(p) - 1);
         uint64_t k0 = ((uint64_t)base >> p->page_shift) + 1;
         uint64_t k1 = ((uint64_t)(base + bytes - 1) >> p->page_shift) + 1;
         pk_pool__seq_begin(p);
@@ -831,6 +887,7 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
             *pc = c->tnext;
             for (w = 0; w < PK_POOL__TLWAYS; w++)
                 if (pk_pool__tl[w].c == c) pk_pool__tl[w].gen = 0;
+            if (pk_pool__tl1.c == c) pk_pool__tl1.gen = 0;
             pk_pool__unref(c->pool);
             PK_FREE(c);
             continue;
@@ -845,6 +902,7 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
     c->objs = (pk_pool__pair *)(void *)(c + 1);
+    c->guard = p->max != 0;
     c->cap = p->cache_cap;
     c->mask = c->cap - 1;
     c->gen = p->gen;
@@ -859,6 +917,19 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
     pk_pool__tl_list = c;
     e->gen = c->gen;
     e->c = c;
+    return c;
+}
+
+/* Slow paths: the calling thread's cache for p via the 8-way table (or made); an unguarded one
+   becomes the fast paths' memo. */
+static inline pk_pool__cache *pk_pool__cache_find(pk_pool *p)
+{
+    pk_pool__tlent *e = &pk_pool__tl[p->gen & (PK_POOL__TLWAYS - 1)];
+    pk_pool__cache *c = e->gen == p->gen ? e->c : pk_pool__cache_get(p);
+    if (c && !c->guard) {
+        pk_pool__tl1.gen = p->gen;
+        pk_pool__tl1.c = c;
+    }
     return c;
 }
 
@@ -976,6 +1047,7 @@ PK_POOL__FN void pk_pool__thread_exit(void *arg)
     pk_pool__tl_list = NULL;
     pk_pool__tl_keyed = 0;
     memset(pk_pool__tl, 0, sizeof pk_pool__tl);
+    memset(&pk_pool__tl1, 0, sizeof pk_pool__tl1);
     for (; c; c = next) {
         pk_pool *p = c->pool;
         next = c->tnext;
@@ -1055,8 +1127,10 @@ PK_POOL_DEF int pk_pool_create(pk_pool **out, const pk_pool_config *cfg)
     p->page_shift = 0;
     while (((size_t)1 << p->page_shift) < chunk * stride) p->page_shift++;
     {
-        size_t cap = PK_POOL_CACHE, byte_cap = ((size_t)32 << 10) / stride;
-        if (cap > byte_cap) cap = byte_cap < 4 ? 4 : byte_cap; /* ring of at most ~32 KiB of objects */
+        /* at most ~256 KiB of idle objects per thread: a burst of 32 page-sized buffers must fit,
+           or every burst goes to the depot under the mutex */
+        size_t cap = PK_POOL_CACHE, byte_cap = ((size_t)256 << 10) / stride;
+        if (cap > byte_cap) cap = byte_cap < 4 ? 4 : byte_cap;
         if (p->max && cap > p->max / 8) cap = p->max / 8;
         while (cap & (cap - 1)) cap &= cap - 1; /* a power of two */
         p->cache_cap = cap < 4 ? 0 : cap;
@@ -1138,6 +1212,7 @@ PK_POOL_DEF void pk_pool_destroy(pk_pool *p)
         }
     for (w = 0; w < PK_POOL__TLWAYS; w++)
         if (pk_pool__tl[w].gen == p->gen) pk_pool__tl[w].gen = 0;
+    if (pk_pool__tl1.gen == p->gen) pk_pool__tl1.gen = 0;
     pk_pool__unref(p);
 }
 
@@ -1209,31 +1284,69 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
     return obj;
 }
 
-PK_POOL_DEF void *pk_pool_acquire(pk_pool *p)
+/* Cache miss, guarded cache (pool with max) or no cache: the ring under the handshake, else mu. */
+PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_miss(pk_pool *p)
 {
-    pk_pool__tlent *e;
-    pk_pool__cache *c;
-    if (PK_POOL__UNLIKELY(!p)) return NULL;
-    e = &pk_pool__tl[p->gen & (PK_POOL__TLWAYS - 1)];
-    c = PK_POOL__LIKELY(e->gen == p->gen) ? e->c : pk_pool__cache_get(p);
-    if (PK_POOL__LIKELY(c != NULL)) {
-        if (PK_POOL__LIKELY(pk_pool__enter(p, c))) {
-            size_t h = c->head;
-            if (PK_POOL__LIKELY(h != PK_POOL__LD(c->tail))) {
-                pk_pool__pair x = c->objs[h & c->mask];
-                PK_POOL__ST(c->head, h + 1);
-                pk_pool__leave(c);
-                PK_POOL__ST(*x.st, (unsigned char)PK_POOL__LENT);
-                return x.obj;
-            }
-            pk_pool__leave(c);
+    pk_pool__cache *c = pk_pool__cache_find(p);
+    if (c && (!c->guard || pk_pool__enter(p, c))) {
+        size_t h = c->head;
+        if (h != PK_POOL__LD(c->tail)) {
+            pk_pool__pair x = c->objs[h & c->mask];
+            PK_POOL__ST(c->head, h + 1);
+            if (c->guard) pk_pool__leave(c);
+            PK_POOL__ST(*x.st, (unsigned char)PK_POOL__LENT);
+            return x.obj;
         }
+        if (c->guard) pk_pool__leave(c);
     }
     return pk_pool__acquire_slow(p, c);
 }
 
-PK_POOL__FN PK_POOL__NOINLINE int pk_pool__release_slow(pk_pool *p, pk_pool__cache *c, pk_pool__pair x)
+/* HOT: a pop from the calling thread's ring; no lock, no atomic read-modify-write, no fence. */
+PK_POOL_DEF void *pk_pool_acquire(pk_pool *p)
 {
+    if (PK_POOL__UNLIKELY(!p)) return NULL;
+    if (PK_POOL__LIKELY(pk_pool__tl1.gen == p->gen)) {
+        pk_pool__cache *c = pk_pool__tl1.c;
+        size_t h = c->head;
+        if (PK_POOL__LIKELY(h != PK_POOL__LD(c->tail))) {
+            pk_pool__pair x = c->objs[h & c->mask];
+            PK_POOL__ST(c->head, h + 1);
+            PK_POOL__ST(*x.st, (unsigned char)PK_POOL__LENT);
+            return x.obj;
+        }
+    }
+    return pk_pool__acquire_miss(p);
+}
+
+/* Every release the fast path did not finish: full lookup (and a new hint), the error cases, reset,
+   guarded caches, a full ring. */
+PK_POOL__FN PK_POOL__NOINLINE int pk_pool__release_slow(pk_pool *p, void *obj)
+{
+    pk_pool__cache *c = pk_pool__cache_find(p);
+    pk_pool__pair x;
+    unsigned char v = 0;
+    if (!obj) return -EINVAL;
+    x.obj = obj;
+    x.st = pk_pool__lookup(p, (uintptr_t)obj, c, &v);
+    if (!x.st || v != PK_POOL__LENT) return -EINVAL;
+#ifdef PK_POOL_STRICT_RELEASE
+    if (!__atomic_compare_exchange_n(x.st, &v, (unsigned char)PK_POOL__IDLE, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return -EINVAL;
+#else
+    PK_POOL__ST(*x.st, (unsigned char)PK_POOL__IDLE);
+#endif
+    if (p->reset) p->reset(obj, p->user);
+    if (c && (!c->guard || pk_pool__enter(p, c))) {
+        size_t t = c->tail;
+        if (t - PK_POOL__LD(c->head) < c->cap) {
+            c->objs[t & c->mask] = x;
+            PK_POOL__ST(c->tail, t + 1);
+            if (c->guard) pk_pool__leave(c);
+            return 0;
+        }
+        if (c->guard) pk_pool__leave(c);
+    }
     pthread_mutex_lock(&p->mu);
     if (c) {
         if (pk_pool__c_count(c) >= c->cap) pk_pool__c_to_depot(p, c, c->cap / 2); /* the older half */
@@ -1246,41 +1359,35 @@ PK_POOL__FN PK_POOL__NOINLINE int pk_pool__release_slow(pk_pool *p, pk_pool__cac
     return 0;
 }
 
+/* HOT: the slot found from the release hint by address arithmetic, checked lent (inside the
+   seqlock read section), flipped to idle and pushed on the ring. Anything else: the slow path. */
 PK_POOL_DEF int pk_pool_release(pk_pool *p, void *obj)
 {
-    pk_pool__tlent *e;
-    pk_pool__cache *c;
-    pk_pool__rec *nohint = NULL;
-    pk_pool__pair x;
-    if (PK_POOL__UNLIKELY(!p || !obj)) return -EINVAL;
-    e = &pk_pool__tl[p->gen & (PK_POOL__TLWAYS - 1)];
-    c = PK_POOL__LIKELY(e->gen == p->gen) ? e->c : pk_pool__cache_get(p);
-    x.obj = obj;
-    x.st = pk_pool__lookup(p, (uintptr_t)obj, c ? &c->hint : &nohint);
-    if (PK_POOL__UNLIKELY(!x.st)) return -EINVAL;
+    if (PK_POOL__UNLIKELY(!p)) return -EINVAL;
+    if (PK_POOL__LIKELY(pk_pool__tl1.gen == p->gen)) {
+        pk_pool__cache *c = pk_pool__tl1.c;
+        uintptr_t off = (uintptr_t)obj - c->hbase;
+        size_t idx = pk_pool__hint_div(p, off), t = c->tail;
+        if (PK_POOL__LIKELY(off < c->hbytes && idx * p->stride == off && t - PK_POOL__LD(c->head) <= c->mask)) {
+            unsigned char *st = c->hst + PK_POOL__SIDX(idx);
+            unsigned char v = PK_POOL__LD(*st);
+            PK_POOL__FENCE_ACQ();
+            if (PK_POOL__LIKELY(v == PK_POOL__LENT && PK_POOL__LD(p->seq) == c->hseq)) {
 #ifdef PK_POOL_STRICT_RELEASE
-    {
-        unsigned char want = PK_POOL__LENT;
-        if (!__atomic_compare_exchange_n(x.st, &want, (unsigned char)PK_POOL__IDLE, 0, __ATOMIC_RELAXED,
-                                         __ATOMIC_RELAXED))
-            return -EINVAL;
-    }
+                if (!__atomic_compare_exchange_n(st, &v, (unsigned char)PK_POOL__IDLE, 0, __ATOMIC_RELAXED,
+                                                 __ATOMIC_RELAXED))
+                    return -EINVAL;
 #else
-    if (PK_POOL__UNLIKELY(PK_POOL__LD(*x.st) != PK_POOL__LENT)) return -EINVAL;
-    PK_POOL__ST(*x.st, (unsigned char)PK_POOL__IDLE);
+                PK_POOL__ST(*st, (unsigned char)PK_POOL__IDLE);
 #endif
-    if (p->reset) p->reset(obj, p->user);
-    if (PK_POOL__LIKELY(c != NULL) && PK_POOL__LIKELY(pk_pool__enter(p, c))) {
-        size_t t = c->tail;
-        if (PK_POOL__LIKELY(t - PK_POOL__LD(c->head) < c->cap)) {
-            c->objs[t & c->mask] = x;
-            PK_POOL__ST(c->tail, t + 1);
-            pk_pool__leave(c);
-            return 0;
+                c->objs[t & c->mask].obj = obj;
+                c->objs[t & c->mask].st = st;
+                PK_POOL__ST(c->tail, t + 1);
+                return 0;
+            }
         }
-        pk_pool__leave(c);
     }
-    return pk_pool__release_slow(p, c, x);
+    return pk_pool__release_slow(p, obj);
 }
 
 PK_POOL_DEF void pk_pool_flush(pk_pool *p)

@@ -257,6 +257,40 @@ static void test_pool_max_idle(void)
     PK_CHECK_EQ(k.fini, k.init);
 }
 
+/* The release fast path remembers the chunk of the previous release (the hint). Chunks given back
+   (max_idle) and chunks made again, possibly at the same addresses, must not fool it: stale
+   pointers stay -EINVAL (read no freed memory: ASan), fresh ones are accepted once. */
+static void test_pool_hint_after_chunk_reuse(void)
+{
+    static void *v[3000], *old[3000];
+    pk_pool *p;
+    pk_pool_config c;
+    pk_pool_stats st;
+    int i, round;
+    memset(&c, 0, sizeof c);
+    c.size = 64;
+    c.max_idle = 1;
+    PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < 3000; i++) {
+            v[i] = pk_pool_acquire(p);
+            PK_CHECK(v[i] != NULL);
+        }
+        for (i = 0; i < 3000; i++) PK_CHECK_EQ(pk_pool_release(p, v[i]), 0);
+        for (i = 0; i < 3000; i += 7) PK_CHECK_EQ(pk_pool_release(p, v[i]), -EINVAL); /* hint still valid */
+        pk_pool_flush(p); /* cache -> depot -> trimmed: chunks go back to the allocator */
+        for (i = 0; i < 3000; i += 7) PK_CHECK_EQ(pk_pool_release(p, v[i]), -EINVAL); /* stale */
+        if (round > 0)
+            for (i = 0; i < 3000; i += 13) PK_CHECK_EQ(pk_pool_release(p, old[i]), -EINVAL);
+        memcpy(old, v, sizeof v);
+    }
+    pk_pool_stats_get(p, &st);
+    PK_CHECK_EQ(st.in_use, 0);
+    PK_CHECK(st.idle <= 1);
+    pk_pool_destroy(p);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
+}
+
 static void test_pool_init_failure(void)
 {
     pk_pool *p;
@@ -1369,6 +1403,7 @@ int main(void)
     PK_TEST(test_pool_reuse_and_callbacks);
     PK_TEST(test_pool_double_and_foreign);
     PK_TEST(test_pool_max_idle);
+    PK_TEST(test_pool_hint_after_chunk_reuse);
     PK_TEST(test_pool_init_failure);
     PK_TEST(test_pool_big_objects);
     PK_TEST(test_pool_many_pools);
