@@ -96,14 +96,14 @@
    --------
    PK_CACHE_LRU (default): exact least-recently-used order within a shard; with shards == 1 it is
    exact LRU for the whole cache. A hit relinks the entry (cheap, but it writes).
-   PK_CACHE_S3FIFO: S3-FIFO (Yang et al., SOSP'23): new keys enter a small probation FIFO (10% of
-   the shard); keys evicted from it are remembered in a ghost set and re-enter straight into the
+   PK_CACHE_S3FIFO: S3-FIFO (Yang et al., SOSP'23): new keys enter a small probation FIFO (1% of
+   the shard: the paper's 10% measured worse with the admission filter below); keys evicted from it are remembered in a ghost set and re-enter straight into the
    main FIFO; main entries carry a 2-bit use counter and get another round while it is nonzero. A
    hit only bumps that counter, so hits never relink. On top of it a TinyLFU frequency sketch
    (Einziger et al., "TinyLFU", 2017) decides admission whenever a key would enter a full main
    (promoted from probation, or back from the ghost): it enters only if it was requested more
    often recently than the entry main would evict for it. That keeps one-off scans and rarely
-   used keys from displacing the hot set. Extra memory: 16 bytes per table slot (ghost + sketch).
+   used keys from displacing the hot set. Extra memory: 32 bytes per table slot (ghost + sketch).
 
    ACCURACY / LIMITS
    -----------------
@@ -277,8 +277,8 @@ typedef struct pk_cache__shard_fields {
     size_t count, bytes;        /* entries and bytes charged */
     size_t max_entries, max_bytes; /* this shard's share; SIZE_MAX = unbounded */
     pk_cache__queue q[2];       /* LRU uses q[0]; S3-FIFO q[SMALL], q[MAIN] */
-    pk_cache__ghost *ghost;     /* S3-FIFO: mask + 1 cells */
-    uint64_t *sketch;           /* S3-FIFO: (mask + 1) / 2 words of 16 4-bit counters */
+    pk_cache__ghost *ghost;     /* S3-FIFO: PK_CACHE__AUX * (mask + 1) cells */
+    uint64_t *sketch;           /* S3-FIFO: PK_CACHE__AUX * (mask + 1) words of 16 4-bit counters */
     uint32_t ghost_clock;       /* counts keys entering the ghost */
     size_t sketch_samples;      /* increments since the last halving */
     uint64_t hits, misses, inserts, updates, evictions, expirations, removals;
@@ -304,6 +304,8 @@ struct pk_cache {
 
 #define PK_CACHE__HDR_SIZE (sizeof(pk_cache__entry))
 #define PK_CACHE__FREQ_MAX 3
+#define PK_CACHE__AUX 2        /* S3-FIFO ghost cells and sketch words per table slot */
+#define PK_CACHE__SMALL_PCT 1  /* S3-FIFO probation share of a shard, percent */
 
 /* ---- small helpers ---- */
 
@@ -494,16 +496,16 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
     slots = (pk_cache__slot *)PK_MALLOC(ncap * sizeof *slots);
     if (!slots) return -ENOMEM;
     if (c->policy == PK_CACHE_S3FIFO) {
-        ghost = (pk_cache__ghost *)PK_MALLOC(ncap * sizeof *ghost);
-        sketch = (uint64_t *)PK_MALLOC(ncap * sizeof *sketch);
+        ghost = (pk_cache__ghost *)PK_MALLOC(ncap * PK_CACHE__AUX * sizeof *ghost);
+        sketch = (uint64_t *)PK_MALLOC(ncap * PK_CACHE__AUX * sizeof *sketch);
         if (!ghost || !sketch) {
             PK_FREE(slots);
             PK_FREE(ghost);
             PK_FREE(sketch);
             return -ENOMEM;
         }
-        memset(ghost, 0, ncap * sizeof *ghost);
-        memset(sketch, 0, ncap * sizeof *sketch);
+        memset(ghost, 0, ncap * PK_CACHE__AUX * sizeof *ghost);
+        memset(sketch, 0, ncap * PK_CACHE__AUX * sizeof *sketch);
         PK_FREE(s->ghost);
         PK_FREE(s->sketch);
         s->ghost = ghost;
@@ -522,6 +524,7 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
 
 /* Second hash of a key, for the S3-FIFO ghost and sketch (independent of the table position). */
 static uint64_t pk_cache__h2(uint64_t h) { return (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull; }
+static size_t pk_cache__aux_mask(const pk_cache__shard_fields *s) { return (s->mask + 1) * PK_CACHE__AUX - 1; }
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PK_CACHE__PREFETCH(p) __builtin_prefetch(p)
@@ -541,22 +544,28 @@ static void pk_cache__prefetch(pk_cache__shard_fields *s, uint64_t h)
 
 /* ---- S3-FIFO: ghost set and frequency sketch ----
 
-   Ghost: a direct-mapped table of fingerprints with the ghost clock at insertion; a key is in the
-   ghost while fewer than (table capacity / 2) keys entered after it (about the size of main).
+   Ghost: a direct-mapped table of fingerprints with the ghost clock at insertion, AUX cells per
+   table slot; a key is in the ghost while fewer than that many keys entered after it (about 2.5
+   x the shard's entries), unless a colliding key overwrote its cell.
    Sketch: each key owns one 64-bit word of sixteen 4-bit counters and four of them (a blocked
-   count-min sketch: one cache line per key); estimate = the minimum; increments are conservative
-   (only the minimum counters grow); all counters halve after 64 x table capacity increments so
-   old popularity fades (TinyLFU's reset). It counts misses and hits on entries whose use counter
-   is not saturated (a saturated entry is in no danger; skipping keeps its hits cheap). The
-   window and sizes were chosen on the benchmark's Zipf trace: longer windows and one word per
-   slot measured better than Caffeine-like 10 x capacity windows. */
+   count-min sketch: one cache line per key); AUX words per table slot; estimate = the minimum;
+   increments are conservative (only the minimum counters grow); all counters halve after 64 x
+   table capacity increments so old popularity fades (TinyLFU's reset). It counts misses and hits
+   on entries whose use counter is not saturated (a saturated entry is in no danger; skipping
+   keeps its hits cheap).
+   Sizes were chosen on the benchmark's Zipf trace with a scan (miss ratio over Belady's):
+   probation 10% -> 1% gained the most (1.118 -> 1.110: under Zipf, recent one-off keys are worth
+   less than a main entry, and the ghost already filters them); a ghost and sketch twice the
+   table (AUX 2) gained 1.110 -> 1.106. Neither helped further: 4x, sketch halving windows 16x to
+   256x capacity, counters in disjoint nibble groups, counting saturated hits, doorkeeping first
+   misses, admitting every miss by sketch, picking main's victim as the least frequent of 2-8. */
 
 static int pk_cache__ghost_take(pk_cache__shard_fields *s, uint64_t h)
 {
     uint64_t h2 = pk_cache__h2(h);
-    pk_cache__ghost *g = &s->ghost[(size_t)h2 & s->mask];
+    pk_cache__ghost *g = &s->ghost[(size_t)h2 & pk_cache__aux_mask(s)];
     uint32_t fp = (uint32_t)(h2 >> 32) | 1u;
-    if (g->fp == fp && (uint32_t)(s->ghost_clock - g->stamp) <= (uint32_t)((s->mask + 1) / 2)) {
+    if (g->fp == fp && (uint32_t)(s->ghost_clock - g->stamp) <= (uint32_t)pk_cache__aux_mask(s)) {
         g->fp = 0;
         return 1;
     }
@@ -566,14 +575,14 @@ static int pk_cache__ghost_take(pk_cache__shard_fields *s, uint64_t h)
 static void pk_cache__ghost_add(pk_cache__shard_fields *s, uint64_t h)
 {
     uint64_t h2 = pk_cache__h2(h);
-    pk_cache__ghost *g = &s->ghost[(size_t)h2 & s->mask];
+    pk_cache__ghost *g = &s->ghost[(size_t)h2 & pk_cache__aux_mask(s)];
     g->fp = (uint32_t)(h2 >> 32) | 1u;
     g->stamp = ++s->ghost_clock;
 }
 
 static uint64_t *pk_cache__sketch_word(pk_cache__shard_fields *s, uint64_t h)
 {
-    return &s->sketch[(size_t)(pk_cache__h2(h) >> 34) & s->mask];
+    return &s->sketch[(size_t)(pk_cache__h2(h) >> 34) & pk_cache__aux_mask(s)];
 }
 
 /* The four counters of a key are nibbles of its word, chosen by its hash's low 16 bits. */
@@ -604,7 +613,7 @@ static void pk_cache__sketch_inc(pk_cache__shard_fields *s, uint64_t h)
         *wp = w + add;
     }
     if (++s->sketch_samples >= 64 * (s->mask + 1)) {
-        size_t i, n = s->mask + 1;
+        size_t i, n = pk_cache__aux_mask(s) + 1;
         for (i = 0; i < n; i++) s->sketch[i] = (s->sketch[i] >> 1) & 0x7777777777777777ull;
         s->sketch_samples = 0;
     }
@@ -653,13 +662,13 @@ static pk_cache__entry *pk_cache__main_victim(pk_cache__shard_fields *s)
     }
 }
 
-/* Is probation over its share (10% of the shard), not counting `minus` (NULL: none)? */
+/* Is probation over its share (PK_CACHE__SMALL_PCT of the shard), not counting `minus` (NULL: none)? */
 static int pk_cache__small_full(const pk_cache__shard_fields *s, const pk_cache__entry *minus)
 {
     const pk_cache__queue *q = &s->q[PK_CACHE__SMALL];
     size_t n = q->count - (minus != NULL), bytes = q->bytes - (minus ? pk_cache__charge(minus) : 0);
-    return (s->max_entries != SIZE_MAX && n > s->max_entries / 10) ||
-           (s->max_bytes != SIZE_MAX && bytes > s->max_bytes / 10);
+    return (s->max_entries != SIZE_MAX && n > s->max_entries / 100 * PK_CACHE__SMALL_PCT) ||
+           (s->max_bytes != SIZE_MAX && bytes > s->max_bytes / 100 * PK_CACHE__SMALL_PCT);
 }
 
 static void pk_cache__move_to_main(pk_cache__shard_fields *s, pk_cache__entry *e)
@@ -747,7 +756,7 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
             if (!v) continue;
             PK_CACHE__PREFETCH(&s->slots[(size_t)v->hash & s->mask]);
             if (v->next) PK_CACHE__PREFETCH(v->next);
-            if (s->ghost) PK_CACHE__PREFETCH(&s->ghost[(size_t)pk_cache__h2(v->hash) & s->mask]);
+            if (s->ghost) PK_CACHE__PREFETCH(&s->ghost[(size_t)pk_cache__h2(v->hash) & pk_cache__aux_mask(s)]);
         }
     }
     e->queue = (unsigned char)queue;
@@ -828,10 +837,10 @@ PK_CACHE_DEF int pk_cache_create(pk_cache **out, const pk_cache_config *cfg)
         s->slots = (pk_cache__slot *)PK_MALLOC(8 * sizeof *s->slots);
         if (s->slots) memset(s->slots, 0, 8 * sizeof *s->slots);
         if (c->policy == PK_CACHE_S3FIFO) {
-            s->ghost = (pk_cache__ghost *)PK_MALLOC(8 * sizeof *s->ghost);
-            s->sketch = (uint64_t *)PK_MALLOC(8 * sizeof *s->sketch);
-            if (s->ghost) memset(s->ghost, 0, 8 * sizeof *s->ghost);
-            if (s->sketch) memset(s->sketch, 0, 8 * sizeof *s->sketch);
+            s->ghost = (pk_cache__ghost *)PK_MALLOC(8 * PK_CACHE__AUX * sizeof *s->ghost);
+            s->sketch = (uint64_t *)PK_MALLOC(8 * PK_CACHE__AUX * sizeof *s->sketch);
+            if (s->ghost) memset(s->ghost, 0, 8 * PK_CACHE__AUX * sizeof *s->ghost);
+            if (s->sketch) memset(s->sketch, 0, 8 * PK_CACHE__AUX * sizeof *s->sketch);
             if (!s->ghost || !s->sketch) break;
         }
         if (!s->slots) break;
