@@ -125,7 +125,8 @@
             returning a resource).
      int  pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_ns);
             0; -ETIMEDOUT; create's error when it had to create and create failed; -ENOMEM; -EINVAL.
-            Order: an idle resource (most recently used first; validated first when idle at least
+            Order: an idle resource (one parked by a recent release first, then the most recently used;
+            validated first when idle at least
             validate_idle_ns; a failing or over-age one is destroyed and the next tried), else create
             when fewer than max exist, else wait in a FIFO queue. timeout_ns is a deadline on the
             monotonic clock (spurious wake-ups do not extend it); 0 never waits; PK_FOREVER waits
@@ -204,11 +205,20 @@
    A pointer released, re-acquired by someone else, then released again by its first owner cannot be
    told apart from a legitimate release by any pool that recognises pointers by address.
 
+   HOW THE RESOURCE POOL IS FAST. When nobody waits, a release parks the resource in one of 8 atomic
+   slots and an acquire claims one, without the mutex (one compare-and-swap each, plus one on the
+   resource's loan tag); the releasing thread finds the resource's record through a thread-local memo
+   of its last loan, so it needs no lookup. Anything else (waiters, creation, a release by another
+   thread than the borrower, every slot full) takes the mutex; waiters are still served first come,
+   first served, and a parked resource is handed to a waiter as soon as one queues. A resource's
+   record is kept for reuse until the pool is destroyed (about 80 bytes each, at most max of them).
+
    LIMITS: object size up to SIZE_MAX/4; align a power of two up to 1 MiB above max_align_t is honoured
    by padding each chunk. A resource pool keeps one small heap record per resource and a hash map from
    resource to record; timeouts use CLOCK_MONOTONIC condition variables.
 
-   REVISION: 1.0 first release.                                                                      */
+   REVISION: 1.1 lock-free fast paths (object pool without handshake; resource pool parking slots).
+             1.0 first release.                                                                   */
 #ifndef PK_POOL_H
 #define PK_POOL_H
 
@@ -1428,25 +1438,40 @@ PK_POOL_DEF void pk_pool_stats_get(pk_pool *p, pk_pool_stats *out)
 
 /* ================================ resource pool ================================================
 
-   Everything under one mutex: a resource pool's operations are dominated by the resources (network
-   round trips), and one lock makes FIFO hand-off and the min/max accounting exact.
+   One mutex for everything but the common case. `total` counts every slot: idle + parked + lent +
+   being validated + being created. Invariant: while the waiter queue is non-empty, there is no idle
+   or parked resource and total == max (kick() restores it after every change). Every live resource
+   lives in an item, found from the resource pointer by a hash map (mu). A waiter has its own
+   condition variable on its stack and is woken only when it has been given something: an item
+   (direct hand-off) or a slot (permission to create). Items that on_leak is being called for are
+   pinned: whoever would destroy a pinned resource marks it doomed instead and the reporter destroys
+   it after the callback.
 
-   `total` counts every slot: idle + lent + being validated + being created. Invariant: while the
-   waiter queue is non-empty, there is no idle resource and total == max (kick() restores it after
-   every change). Every resource lives in an item, found from the resource pointer by a hash map.
-   A waiter has its own condition variable on its stack and is woken only when it has been given
-   something: an item (direct hand-off) or a slot (permission to create). Items that on_leak is being
-   called for are pinned: whoever would destroy a pinned resource marks it doomed instead and the
-   reporter destroys it after the callback. */
+   Lock-free fast path. A release with no waiter parks the item in one of PK_POOL__PARK atomic slots
+   (CAS from NULL); an acquire with no waiter claims a parked item by CAS to NULL. Neither takes the
+   mutex: two threads sharing one pool trade a cache line, not a sleeping lock. The releasing thread
+   finds the item from the resource through a thread-local memo of its last loan (pool generation,
+   resource, item, tag), so it needs no map lookup either; any other release takes the mutex.
+   Race with waiters (Dekker): a waiter raises nwait, then (full barrier) unparks every slot under
+   mu; a releaser parks (the CAS is a full barrier), then reads nwait and, if it is raised, takes mu
+   and unparks. So no item stays parked while someone waits.
+   Item tags: state in the low 3 bits, the item's loan count above. Leaving LENT is a CAS on the tag,
+   so two releases of one loan cannot both succeed, and a stale memo (its loan count differs) never
+   matches. Items are never freed before the pool (recycled through `spare`), so reading a stale
+   memo's item is safe. Loan counts also give the `acquires` statistic without a shared counter. */
 
-enum { PK_POOL__RP_IDLE = 1, PK_POOL__RP_LENT, PK_POOL__RP_CHECK, PK_POOL__RP_GONE };
+enum { PK_POOL__RP_IDLE = 1, PK_POOL__RP_LENT, PK_POOL__RP_CHECK, PK_POOL__RP_GONE, PK_POOL__RP_PARKED };
 enum { PK_POOL__W_WAIT = 0, PK_POOL__W_ITEM, PK_POOL__W_SLOT };
+#define PK_POOL__PARK 8
 
 typedef struct pk_pool__item {
+    uint64_t tag;               /* atomic: loans << 3 | state */
+    uint64_t loans0;            /* loan count when the resource was made (mu) */
     void *res;
-    uint64_t born_ns, since_ns; /* since_ns: went idle, or was lent */
-    int state, leak_reported, pinned, doomed;
-    struct pk_pool__item *prev, *next; /* idle list or lent list */
+    uint64_t born_ns, since_ns; /* since_ns (atomic): went idle, or was lent */
+    int leak_reported;          /* atomic: set by maintain, cleared on each loan */
+    int pinned, doomed;         /* mu */
+    struct pk_pool__item *prev, *next; /* idle list; next: destroy list, spare list */
 } pk_pool__item;
 
 typedef struct pk_pool__waiter {
@@ -1457,19 +1482,42 @@ typedef struct pk_pool__waiter {
 } pk_pool__waiter;
 
 struct pk_respool {
-    pthread_mutex_t mu;
-    pthread_condattr_t cattr;
-    pk_respool_config cfg;
+    /* fast path, read-mostly line */
+    uint64_t gen;        /* unique per pool: keys the thread-local loan memo */
+    size_t nwait;        /* atomic read by the fast paths, written under mu */
     int clock_on_lend;   /* loan times are needed (leak reports) */
     int clock_on_put;    /* idle/age times are needed (validation age, idle timeout, lifetime) */
-    size_t total, nidle, nlent, nwait;
-    pk_pool__item *idle, *lent;          /* idle: most recently returned first */
+    int check_on_take;   /* a parked item may need validation or retirement when taken */
+    pk_respool_config cfg;
+    /* the parking slots, on their own line */
+    char pad_[64];
+    pk_pool__item *park[PK_POOL__PARK];
+    char pad2_[64];
+    /* everything else: under mu */
+    pthread_mutex_t mu;
+    pthread_condattr_t cattr;
+    size_t total, nidle;
+    pk_pool__item *idle;                  /* most recently returned first */
+    pk_pool__item *spare;                 /* items without a resource, for reuse */
     pk_pool__waiter *wq, *wq_tail;
     pk_pool__item **map;                  /* open addressing by res, linear probing */
     size_t map_cap, map_n;
-    uint64_t acquires, timeouts, created, destroyed, create_failures, validation_failures, leaks;
+    uint64_t acq_dead;                    /* loans of items destroyed */
+    uint64_t timeouts, created, destroyed, create_failures, validation_failures, leaks;
     uint64_t wait_total, wait_max;
 };
+
+/* The calling thread's last loan (any respool): lets the same thread's release skip the map. */
+typedef struct pk_pool__loan { uint64_t gen, tag; void *res; pk_pool__item *it; } pk_pool__loan;
+static PK_POOL__TLS pk_pool__loan pk_pool__memo;
+
+static inline int pk_pool__st(pk_pool__item *it) { return (int)(__atomic_load_n(&it->tag, __ATOMIC_ACQUIRE) & 7u); }
+/* mu held or sole owner of the item: sets the state, keeps the loan count. */
+static inline void pk_pool__set_st(pk_pool__item *it, int st)
+{
+    uint64_t t = PK_POOL__LD(it->tag);
+    __atomic_store_n(&it->tag, (t & ~(uint64_t)7) | (uint64_t)st, __ATOMIC_RELEASE);
+}
 
 PK_POOL__FN uint64_t pk_pool__mono_ns(void)
 {
@@ -1567,19 +1615,35 @@ PK_POOL__FN void pk_pool__wq_del(pk_respool *p, pk_pool__waiter *w)
     if (w->next) w->next->prev = w->prev;
     else p->wq_tail = w->prev;
     w->prev = w->next = NULL;
-    p->nwait--;
+    __atomic_store_n(&p->nwait, p->nwait - 1, __ATOMIC_RELAXED);
+}
+
+/* mu held: every parked item goes to the head of the idle list. */
+PK_POOL__FN void pk_pool__unpark(pk_respool *p)
+{
+    size_t i;
+    for (i = 0; i < PK_POOL__PARK; i++) {
+        pk_pool__item *it;
+        if (!__atomic_load_n(&p->park[i], __ATOMIC_RELAXED)) continue;
+        it = __atomic_exchange_n(&p->park[i], (pk_pool__item *)NULL, __ATOMIC_SEQ_CST);
+        if (!it) continue;
+        pk_pool__set_st(it, PK_POOL__RP_IDLE);
+        pk_pool__list_push(&p->idle, it);
+        p->nidle++;
+    }
 }
 
 /* Serves waiters, oldest first, with idle items, then with free slots. */
 PK_POOL__FN void pk_pool__kick(pk_respool *p)
 {
+    if (p->wq) pk_pool__unpark(p);
     while (p->wq) {
         pk_pool__waiter *w = p->wq;
         if (p->idle) {
             pk_pool__item *it = p->idle;
             pk_pool__list_del(&p->idle, it);
             p->nidle--;
-            it->state = PK_POOL__RP_CHECK;
+            pk_pool__set_st(it, PK_POOL__RP_CHECK);
             w->it = it;
             w->from_idle = 1;
             w->state = PK_POOL__W_ITEM;
@@ -1606,7 +1670,7 @@ PK_POOL__FN void pk_pool__rp_put(pk_respool *p, pk_pool__item *it, uint64_t now)
 {
     if (p->wq) {
         pk_pool__waiter *w = p->wq;
-        it->state = PK_POOL__RP_CHECK;
+        pk_pool__set_st(it, PK_POOL__RP_CHECK);
         w->it = it;
         w->from_idle = 0;
         w->state = PK_POOL__W_ITEM;
@@ -1614,19 +1678,20 @@ PK_POOL__FN void pk_pool__rp_put(pk_respool *p, pk_pool__item *it, uint64_t now)
         pthread_cond_signal(&w->cv);
         return;
     }
-    it->state = PK_POOL__RP_IDLE;
-    it->since_ns = now;
+    pk_pool__set_st(it, PK_POOL__RP_IDLE);
+    PK_POOL__ST(it->since_ns, now);
     pk_pool__list_push(&p->idle, it);
     p->nidle++;
 }
 
-/* Takes an item out of the pool for destruction (it must be out of the idle and lent lists).
+/* Takes an item out of the pool for destruction (it must be in no list and no parking slot).
    keep_slot: the caller goes on using its slot (to try another or create). The resource is
    destroyed by the caller outside the lock (pushed on *dl), or by the pinner when pinned. */
 PK_POOL__FN void pk_pool__rp_kill(pk_respool *p, pk_pool__item *it, int keep_slot, pk_pool__item **dl)
 {
     pk_pool__map_del(p, it);
-    it->state = PK_POOL__RP_GONE;
+    p->acq_dead += (PK_POOL__LD(it->tag) >> 3) - it->loans0;
+    pk_pool__set_st(it, PK_POOL__RP_GONE);
     p->destroyed++;
     if (!keep_slot) pk_pool__slot_free(p);
     if (it->pinned) {
@@ -1637,25 +1702,34 @@ PK_POOL__FN void pk_pool__rp_kill(pk_respool *p, pk_pool__item *it, int keep_slo
     }
 }
 
-/* Outside the lock. */
+/* Outside the lock: destroys the resources, then keeps the items as spares (never freed before the
+   pool: a thread's loan memo may still point at one). */
 PK_POOL__FN void pk_pool__rp_destroy_list(pk_respool *p, pk_pool__item *dl)
 {
-    while (dl) {
-        pk_pool__item *n = dl->next;
-        p->cfg.destroy(dl->res, p->cfg.user);
-        PK_FREE(dl);
-        dl = n;
+    pk_pool__item *it, *last = NULL;
+    if (!dl) return;
+    for (it = dl; it; it = it->next) {
+        p->cfg.destroy(it->res, p->cfg.user);
+        last = it;
     }
+    pthread_mutex_lock(&p->mu);
+    last->next = p->spare;
+    p->spare = dl;
+    pthread_mutex_unlock(&p->mu);
 }
 
-PK_POOL__FN void pk_pool__lend(pk_respool *p, pk_pool__item *it)
+/* The caller owns it (taken from idle, a parking slot, a waiter hand-off, or just made): lends it. */
+static inline void pk_pool__lend(pk_respool *p, pk_pool__item *it)
 {
-    it->state = PK_POOL__RP_LENT;
-    it->since_ns = p->clock_on_lend ? pk_pool__rp_now(p) : 0;
-    it->leak_reported = 0;
-    pk_pool__list_push(&p->lent, it);
-    p->nlent++;
-    p->acquires++;
+    uint64_t t = PK_POOL__LD(it->tag);
+    PK_POOL__ST(it->since_ns, p->clock_on_lend ? pk_pool__rp_now(p) : (uint64_t)0);
+    PK_POOL__ST(it->leak_reported, 0);
+    t = (((t >> 3) + 1) << 3) | (uint64_t)PK_POOL__RP_LENT;
+    __atomic_store_n(&it->tag, t, __ATOMIC_RELEASE);
+    pk_pool__memo.gen = p->gen;
+    pk_pool__memo.tag = t;
+    pk_pool__memo.res = it->res;
+    pk_pool__memo.it = it;
 }
 
 /* mu held, slot reserved by the caller: creates a resource outside the lock. On success *out is a
@@ -1666,8 +1740,13 @@ PK_POOL__FN int pk_pool__rp_make(pk_respool *p, pk_pool__item **out)
     void *res = NULL;
     int rc;
     if (pk_pool__map_reserve(p, p->total) != 0) return -ENOMEM;
+    it = p->spare;
+    if (it) p->spare = it->next;
     pthread_mutex_unlock(&p->mu);
-    it = (pk_pool__item *)PK_MALLOC(sizeof *it);
+    if (!it) {
+        it = (pk_pool__item *)PK_MALLOC(sizeof *it);
+        if (it) memset(it, 0, sizeof *it);
+    }
     rc = it ? p->cfg.create(&res, p->cfg.user) : -ENOMEM;
     if (rc == 0 && !res) rc = -EINVAL; /* create must give a resource */
     if (rc > 0) rc = -rc;
@@ -1680,14 +1759,21 @@ PK_POOL__FN int pk_pool__rp_make(pk_respool *p, pk_pool__item **out)
         rc = -ENOMEM;
     }
     if (rc != 0) {
-        if (it) p->create_failures++;
-        PK_FREE(it);
+        if (it) {
+            p->create_failures++;
+            it->next = p->spare;
+            p->spare = it;
+        }
         return rc;
     }
-    memset(it, 0, sizeof *it);
     it->res = res;
     it->born_ns = pk_pool__rp_now(p);
-    it->state = PK_POOL__RP_CHECK;
+    PK_POOL__ST(it->since_ns, it->born_ns);
+    PK_POOL__ST(it->leak_reported, 0);
+    it->pinned = it->doomed = 0;
+    it->prev = it->next = NULL;
+    it->loans0 = PK_POOL__LD(it->tag) >> 3; /* the tag's loan count runs on across reuse */
+    pk_pool__set_st(it, PK_POOL__RP_CHECK);
     pk_pool__map_put_raw(p->map, p->map_cap, it);
     p->map_n++;
     p->created++;
@@ -1707,8 +1793,10 @@ PK_POOL_DEF int pk_respool_create(pk_respool **out, const pk_respool_config *cfg
     if (!p) return -ENOMEM;
     memset(p, 0, sizeof *p);
     p->cfg = *cfg;
+    p->gen = __atomic_add_fetch(&pk_pool__gens, 1, __ATOMIC_RELAXED);
     p->clock_on_lend = cfg->leak_ns || cfg->on_leak;
     p->clock_on_put = (cfg->validate && cfg->validate_idle_ns) || cfg->idle_timeout_ns || cfg->max_lifetime_ns;
+    p->check_on_take = cfg->validate || cfg->max_lifetime_ns;
     if (pthread_condattr_init(&p->cattr) != 0) {
         PK_FREE(p);
         return -ENOMEM;
@@ -1742,17 +1830,23 @@ PK_POOL_DEF void pk_respool_destroy(pk_respool *p)
 {
     pk_pool__item *it, *n;
     uint64_t now;
+    size_t i;
     if (!p) return;
     now = pk_pool__rp_now(p);
-    for (it = p->lent; it; it = n) { /* reported, not destroyed: the borrower owns it */
-        n = it->next;
-        p->leaks++;
-        if (p->cfg.on_leak) p->cfg.on_leak(it->res, now - it->since_ns, p->cfg.user);
+    pk_pool__unpark(p);
+    for (i = 0; i < p->map_cap; i++) {
+        it = p->map[i];
+        if (!it) continue;
+        if (pk_pool__st(it) == PK_POOL__RP_LENT) { /* reported, not destroyed: the borrower owns it */
+            p->leaks++;
+            if (p->cfg.on_leak) p->cfg.on_leak(it->res, now - PK_POOL__LD(it->since_ns), p->cfg.user);
+        } else {
+            p->cfg.destroy(it->res, p->cfg.user);
+        }
         PK_FREE(it);
     }
-    for (it = p->idle; it; it = n) {
+    for (it = p->spare; it; it = n) {
         n = it->next;
-        p->cfg.destroy(it->res, p->cfg.user);
         PK_FREE(it);
     }
     PK_FREE(p->map);
@@ -1767,6 +1861,42 @@ PK_POOL__FN void pk_pool__deadline(struct timespec *ts, uint64_t at)
     ts->tv_nsec = (long)(at % 1000000000u);
 }
 
+/* Lock-free: claims a parked item, or NULL. */
+static inline pk_pool__item *pk_pool__claim(pk_respool *p)
+{
+    size_t i;
+    for (i = 0; i < PK_POOL__PARK; i++) {
+        pk_pool__item *it = __atomic_load_n(&p->park[i], __ATOMIC_ACQUIRE);
+        if (it && __atomic_compare_exchange_n(&p->park[i], &it, (pk_pool__item *)NULL, 0, __ATOMIC_ACQ_REL,
+                                              __ATOMIC_RELAXED))
+            return it;
+    }
+    return NULL;
+}
+
+/* A claimed item may need retiring (lifetime) or validating before it is lent. Returns 1 when it
+   may be lent; else it has been destroyed (and its slot given up). No lock held on entry or exit. */
+PK_POOL__FN PK_POOL__NOINLINE int pk_pool__take_check(pk_respool *p, pk_pool__item *it)
+{
+    uint64_t now = p->clock_on_put ? pk_pool__rp_now(p) : 0;
+    pk_pool__item *dl = NULL;
+    int bad = 0;
+    if (p->cfg.max_lifetime_ns && now - it->born_ns >= p->cfg.max_lifetime_ns) {
+        bad = 1;
+    } else if (p->cfg.validate && now - PK_POOL__LD(it->since_ns) >= p->cfg.validate_idle_ns) {
+        pk_pool__set_st(it, PK_POOL__RP_CHECK);
+        bad = p->cfg.validate(it->res, p->cfg.user) != 0;
+        bad = bad ? 2 : 0;
+    }
+    if (!bad) return 1;
+    pthread_mutex_lock(&p->mu);
+    if (bad == 2) p->validation_failures++;
+    pk_pool__rp_kill(p, it, 0, &dl);
+    pthread_mutex_unlock(&p->mu);
+    pk_pool__rp_destroy_list(p, dl);
+    return 0;
+}
+
 PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_ns)
 {
     int have_slot = 0, rc;
@@ -1774,11 +1904,21 @@ PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_n
     if (!res) return -EINVAL;
     *res = NULL;
     if (!p) return -EINVAL;
+    /* HOT: a parked item, when nobody waits (waiters are served first) */
+    while (__atomic_load_n(&p->nwait, __ATOMIC_SEQ_CST) == 0) {
+        pk_pool__item *it = pk_pool__claim(p);
+        if (!it) break;
+        if (p->check_on_take && !pk_pool__take_check(p, it)) continue;
+        pk_pool__lend(p, it);
+        *res = it->res;
+        return 0;
+    }
     if (timeout_ns && timeout_ns != PK_FOREVER) {
         uint64_t t0 = pk_pool__mono_ns();
         deadline = t0 + timeout_ns < t0 ? UINT64_MAX : t0 + timeout_ns;
     }
     pthread_mutex_lock(&p->mu);
+    pk_pool__unpark(p);
     for (;;) {
         pk_pool__item *it = NULL, *dl = NULL;
         int check = 0;
@@ -1815,7 +1955,7 @@ PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_n
                 if (p->wq_tail) p->wq_tail->next = &w;
                 else p->wq = &w;
                 p->wq_tail = &w;
-                p->nwait++;
+                __atomic_store_n(&p->nwait, p->nwait + 1, __ATOMIC_SEQ_CST); /* then unpark: see Dekker above */
                 pk_pool__kick(p); /* in case something is free (keeps the invariant) */
                 if (deadline) pk_pool__deadline(&ts, deadline);
                 while (w.state == PK_POOL__W_WAIT) {
@@ -1853,7 +1993,7 @@ PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_n
                 have_slot = 1;
             } else if (check && p->cfg.validate && now - it->since_ns >= p->cfg.validate_idle_ns) {
                 int bad;
-                it->state = PK_POOL__RP_CHECK;
+                pk_pool__set_st(it, PK_POOL__RP_CHECK);
                 pthread_mutex_unlock(&p->mu);
                 bad = p->cfg.validate(it->res, p->cfg.user) != 0;
                 pthread_mutex_lock(&p->mu);
@@ -1890,11 +2030,60 @@ PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_n
     }
 }
 
-/* mu held: the lent item for res, or NULL. */
-PK_POOL__FN pk_pool__item *pk_pool__rp_lent(pk_respool *p, void *res)
+/* mu held: ends the loan of res: its item (state CHECK, in no list) or NULL if res is not lent.
+   A CAS, because a lock-free release of the same loan may run at the same time. */
+PK_POOL__FN pk_pool__item *pk_pool__rp_unlend(pk_respool *p, void *res)
 {
     pk_pool__item *it = pk_pool__map_find(p, res);
-    return it && it->state == PK_POOL__RP_LENT ? it : NULL;
+    uint64_t t;
+    if (!it) return NULL;
+    t = __atomic_load_n(&it->tag, __ATOMIC_ACQUIRE);
+    if ((t & 7u) != PK_POOL__RP_LENT) return NULL;
+    if (!__atomic_compare_exchange_n(&it->tag, &t, (t & ~(uint64_t)7) | PK_POOL__RP_CHECK, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return NULL;
+    return it;
+}
+
+/* HOT when the calling thread made the loan (its memo) and nobody waits: ends the loan by CAS on
+   the item's tag and parks the item, without the mutex. Returns 1 when done, 0 for the slow path. */
+static inline int pk_pool__release_fast(pk_respool *p, void *res)
+{
+    pk_pool__loan *m = &pk_pool__memo;
+    pk_pool__item *it = m->it;
+    uint64_t t = m->tag, now;
+    size_t i;
+    if (m->gen != p->gen || m->res != res || __atomic_load_n(&p->nwait, __ATOMIC_RELAXED) != 0) return 0;
+    if (!__atomic_compare_exchange_n(&it->tag, &t, (t & ~(uint64_t)7) | PK_POOL__RP_PARKED, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return 0; /* not that loan any more: the slow path says why */
+    m->gen = 0;
+    now = p->clock_on_put ? pk_pool__rp_now(p) : 0;
+    PK_POOL__ST(it->since_ns, now);
+    if (!(p->cfg.max_lifetime_ns && now - it->born_ns >= p->cfg.max_lifetime_ns))
+        for (i = 0; i < PK_POOL__PARK; i++) {
+            pk_pool__item *none = NULL;
+            if (__atomic_load_n(&p->park[i], __ATOMIC_RELAXED) == NULL &&
+                __atomic_compare_exchange_n(&p->park[i], &none, it, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+                if (PK_POOL__UNLIKELY(__atomic_load_n(&p->nwait, __ATOMIC_SEQ_CST) != 0)) {
+                    pthread_mutex_lock(&p->mu); /* a waiter came meanwhile: serve it */
+                    pk_pool__kick(p);
+                    pthread_mutex_unlock(&p->mu);
+                }
+                return 1;
+            }
+        }
+    /* too old, or every slot full: the locked way (the item is ours, in no list) */
+    {
+        pk_pool__item *dl = NULL;
+        pthread_mutex_lock(&p->mu);
+        pk_pool__set_st(it, PK_POOL__RP_CHECK);
+        if (p->cfg.max_lifetime_ns && now - it->born_ns >= p->cfg.max_lifetime_ns) pk_pool__rp_kill(p, it, 0, &dl);
+        else pk_pool__rp_put(p, it, now);
+        pthread_mutex_unlock(&p->mu);
+        pk_pool__rp_destroy_list(p, dl);
+    }
+    return 1;
 }
 
 PK_POOL_DEF int pk_respool_release(pk_respool *p, void *res)
@@ -1902,14 +2091,13 @@ PK_POOL_DEF int pk_respool_release(pk_respool *p, void *res)
     pk_pool__item *it, *dl = NULL;
     uint64_t now;
     if (!p || !res) return -EINVAL;
+    if (pk_pool__release_fast(p, res)) return 0;
     pthread_mutex_lock(&p->mu);
-    it = pk_pool__rp_lent(p, res);
+    it = pk_pool__rp_unlend(p, res);
     if (!it) {
         pthread_mutex_unlock(&p->mu);
         return -EINVAL;
     }
-    pk_pool__list_del(&p->lent, it);
-    p->nlent--;
     now = p->clock_on_put ? pk_pool__rp_now(p) : 0;
     if (p->cfg.max_lifetime_ns && now - it->born_ns >= p->cfg.max_lifetime_ns) pk_pool__rp_kill(p, it, 0, &dl);
     else pk_pool__rp_put(p, it, now);
@@ -1923,17 +2111,28 @@ PK_POOL_DEF int pk_respool_invalidate(pk_respool *p, void *res)
     pk_pool__item *it, *dl = NULL;
     if (!p || !res) return -EINVAL;
     pthread_mutex_lock(&p->mu);
-    it = pk_pool__rp_lent(p, res);
+    it = pk_pool__rp_unlend(p, res);
     if (!it) {
         pthread_mutex_unlock(&p->mu);
         return -EINVAL;
     }
-    pk_pool__list_del(&p->lent, it);
-    p->nlent--;
     pk_pool__rp_kill(p, it, 0, &dl);
     pthread_mutex_unlock(&p->mu);
     pk_pool__rp_destroy_list(p, dl);
     return 0;
+}
+
+/* mu held: a lent item whose loan is older than leak_ns and not reported yet, or NULL. */
+PK_POOL__FN pk_pool__item *pk_pool__leak_find(pk_respool *p, uint64_t now)
+{
+    size_t i;
+    for (i = 0; i < p->map_cap; i++) {
+        pk_pool__item *it = p->map[i];
+        if (it && pk_pool__st(it) == PK_POOL__RP_LENT && !PK_POOL__LD(it->leak_reported) && !it->pinned &&
+            now - PK_POOL__LD(it->since_ns) >= p->cfg.leak_ns)
+            return it;
+    }
+    return NULL;
 }
 
 PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
@@ -1943,6 +2142,7 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
     uint64_t now;
     if (!p) return 0;
     pthread_mutex_lock(&p->mu);
+    pk_pool__unpark(p);
     now = pk_pool__rp_now(p);
     /* 1. retire idle: oldest idle first (the tail of the idle list) */
     for (it = p->idle; it && it->next; it = it->next) {
@@ -1951,7 +2151,8 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
         int old, stale;
         prev = it->prev;
         old = p->cfg.max_lifetime_ns && now - it->born_ns >= p->cfg.max_lifetime_ns;
-        stale = p->cfg.idle_timeout_ns && now - it->since_ns >= p->cfg.idle_timeout_ns && p->total > p->cfg.min;
+        stale = p->cfg.idle_timeout_ns && now - PK_POOL__LD(it->since_ns) >= p->cfg.idle_timeout_ns &&
+                p->total > p->cfg.min;
         if (old || stale) {
             pk_pool__list_del(&p->idle, it);
             p->nidle--;
@@ -1969,11 +2170,10 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
     while (p->cfg.leak_ns) {
         uint64_t held = 0;
         now = pk_pool__rp_now(p);
-        for (it = p->lent; it; it = it->next)
-            if (!it->leak_reported && !it->pinned && now - it->since_ns >= p->cfg.leak_ns) break;
+        it = pk_pool__leak_find(p, now);
         if (!it) break;
-        it->leak_reported = 1;
-        held = now - it->since_ns;
+        PK_POOL__ST(it->leak_reported, 1);
+        held = now - PK_POOL__LD(it->since_ns);
         p->leaks++;
         work++;
         if (p->cfg.on_leak) {
@@ -1985,8 +2185,9 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
             if (it->doomed) {
                 pthread_mutex_unlock(&p->mu);
                 p->cfg.destroy(it->res, p->cfg.user);
-                PK_FREE(it);
                 pthread_mutex_lock(&p->mu);
+                it->next = p->spare;
+                p->spare = it;
             }
         }
     }
@@ -2008,15 +2209,25 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
 
 PK_POOL_DEF void pk_respool_stats_get(pk_respool *p, pk_respool_stats *out)
 {
+    size_t i, lent = 0;
+    uint64_t acq;
     if (!out) return;
     memset(out, 0, sizeof *out);
     if (!p) return;
     pthread_mutex_lock(&p->mu);
+    pk_pool__unpark(p);
+    acq = p->acq_dead;
+    for (i = 0; i < p->map_cap; i++) {
+        pk_pool__item *it = p->map[i];
+        if (!it) continue;
+        acq += (PK_POOL__LD(it->tag) >> 3) - it->loans0;
+        lent += pk_pool__st(it) == PK_POOL__RP_LENT;
+    }
     out->total = p->total;
     out->idle = p->nidle;
-    out->in_use = p->nlent;
+    out->in_use = lent;
     out->waiting = p->nwait;
-    out->acquires = p->acquires;
+    out->acquires = acq;
     out->timeouts = p->timeouts;
     out->created = p->created;
     out->destroyed = p->destroyed;
