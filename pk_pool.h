@@ -157,10 +157,10 @@
    PK_POOL_CACHE (64) objects for that pool (fewer for big objects: at most ~256 KiB of them, so a
    burst of 32 page-sized buffers still stays in the cache), a small FIFO ring: acquire takes from one
    end, release puts at the other, with no lock, no atomic read-modify-write and no fence. A
-   thread-local one-entry memo (the last pool used, keyed by the pool's generation id: unique per
-   pool ever created, so a pool destroyed and another created at the same address never mix) finds
-   the cache in one compare; a thread that alternates pools falls back to an 8-entry thread-local
-   table, then to its list of caches. Release finds the object's state byte by address arithmetic on
+   thread-local one-entry memo (the last pool used and its cache) finds the cache in one compare;
+   a thread that alternates pools falls back to an 8-entry thread-local table keyed by the pool's
+   generation id (unique per pool ever created, so a pool destroyed and another created at the same
+   address never mix), then to its list of caches. Release finds the object's state byte by address arithmetic on
    the chunk of its previous release (the "hint", see Slabs), so the hot release does no table
    lookup. An empty or full cache moves half its capacity at once to or from a shared depot under
    the pool's mutex. Memory cost: about 128 + 16 * PK_POOL_CACHE bytes (1.2 KiB) per thread per pool,
@@ -499,7 +499,19 @@ struct pk_pool {
 typedef struct pk_pool__tlent { uint64_t gen; pk_pool__cache *c; } pk_pool__tlent;
 #define PK_POOL__TLWAYS 8
 static PK_POOL__TLS pk_pool__tlent pk_pool__tl[PK_POOL__TLWAYS];
-static PK_POOL__TLS pk_pool__tlent pk_pool__tl1; /* the last unguarded cache used: fast paths' one compare */
+/* The last unguarded cache this thread used, keyed by the pool's address: the fast paths' one
+   compare. Safe against a new pool at a dead pool's address because the cache holds a reference
+   on its pool struct: the struct cannot be freed (nor its address reused) while the memo is set.
+   An unset memo points at `nocache`, an empty ring with no hint that is never written: a NULL p
+   matches it and fails both fast paths' checks (the slow paths then refuse NULL). */
+typedef struct pk_pool__memo1 { struct pk_pool *p; pk_pool__cache *c; } pk_pool__memo1;
+static pk_pool__cache pk_pool__nocache;
+static PK_POOL__TLS pk_pool__memo1 pk_pool__tl1 = {NULL, &pk_pool__nocache};
+static inline void pk_pool__memo_clear(void)
+{
+    pk_pool__tl1.p = NULL;
+    pk_pool__tl1.c = &pk_pool__nocache;
+}
 static PK_POOL__TLS pk_pool__cache *pk_pool__tl_list;
 static PK_POOL__TLS int pk_pool__tl_keyed;
 static uint64_t pk_pool__gens;
@@ -897,7 +909,7 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
             *pc = c->tnext;
             for (w = 0; w < PK_POOL__TLWAYS; w++)
                 if (pk_pool__tl[w].c == c) pk_pool__tl[w].gen = 0;
-            if (pk_pool__tl1.c == c) pk_pool__tl1.gen = 0;
+            if (pk_pool__tl1.c == c) pk_pool__memo_clear();
             pk_pool__unref(c->pool);
             PK_FREE(c);
             continue;
@@ -937,7 +949,7 @@ static inline pk_pool__cache *pk_pool__cache_find(pk_pool *p)
     pk_pool__tlent *e = &pk_pool__tl[p->gen & (PK_POOL__TLWAYS - 1)];
     pk_pool__cache *c = e->gen == p->gen ? e->c : pk_pool__cache_get(p);
     if (c && !c->guard) {
-        pk_pool__tl1.gen = p->gen;
+        pk_pool__tl1.p = p;
         pk_pool__tl1.c = c;
     }
     return c;
@@ -1057,7 +1069,7 @@ PK_POOL__FN void pk_pool__thread_exit(void *arg)
     pk_pool__tl_list = NULL;
     pk_pool__tl_keyed = 0;
     memset(pk_pool__tl, 0, sizeof pk_pool__tl);
-    memset(&pk_pool__tl1, 0, sizeof pk_pool__tl1);
+    pk_pool__memo_clear();
     for (; c; c = next) {
         pk_pool *p = c->pool;
         next = c->tnext;
@@ -1222,7 +1234,7 @@ PK_POOL_DEF void pk_pool_destroy(pk_pool *p)
         }
     for (w = 0; w < PK_POOL__TLWAYS; w++)
         if (pk_pool__tl[w].gen == p->gen) pk_pool__tl[w].gen = 0;
-    if (pk_pool__tl1.gen == p->gen) pk_pool__tl1.gen = 0;
+    if (pk_pool__tl1.p == p) pk_pool__memo_clear();
     pk_pool__unref(p);
 }
 
@@ -1297,7 +1309,9 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
 /* Cache miss, guarded cache (pool with max) or no cache: the ring under the handshake, else mu. */
 PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_miss(pk_pool *p)
 {
-    pk_pool__cache *c = pk_pool__cache_find(p);
+    pk_pool__cache *c;
+    if (!p) return NULL;
+    c = pk_pool__cache_find(p);
     if (c && (!c->guard || pk_pool__enter(p, c))) {
         size_t h = c->head;
         if (h != PK_POOL__LD(c->tail)) {
@@ -1315,8 +1329,7 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_miss(pk_pool *p)
 /* HOT: a pop from the calling thread's ring; no lock, no atomic read-modify-write, no fence. */
 PK_POOL_DEF void *pk_pool_acquire(pk_pool *p)
 {
-    if (PK_POOL__UNLIKELY(!p)) return NULL;
-    if (PK_POOL__LIKELY(pk_pool__tl1.gen == p->gen)) {
+    if (PK_POOL__LIKELY(pk_pool__tl1.p == p)) { /* a NULL p meets nocache: slow path */
         pk_pool__cache *c = pk_pool__tl1.c;
         size_t h = c->head;
         if (PK_POOL__LIKELY(h != PK_POOL__LD(c->tail))) {
@@ -1333,10 +1346,11 @@ PK_POOL_DEF void *pk_pool_acquire(pk_pool *p)
    guarded caches, a full ring. */
 PK_POOL__FN PK_POOL__NOINLINE int pk_pool__release_slow(pk_pool *p, void *obj)
 {
-    pk_pool__cache *c = pk_pool__cache_find(p);
+    pk_pool__cache *c;
     pk_pool__pair x;
     unsigned char v = 0;
-    if (!obj) return -EINVAL;
+    if (!p || !obj) return -EINVAL;
+    c = pk_pool__cache_find(p);
     x.obj = obj;
     x.st = pk_pool__lookup(p, (uintptr_t)obj, c, &v);
     if (!x.st || v != PK_POOL__LENT) return -EINVAL;
@@ -1373,12 +1387,12 @@ PK_POOL__FN PK_POOL__NOINLINE int pk_pool__release_slow(pk_pool *p, void *obj)
    seqlock read section), flipped to idle and pushed on the ring. Anything else: the slow path. */
 PK_POOL_DEF int pk_pool_release(pk_pool *p, void *obj)
 {
-    if (PK_POOL__UNLIKELY(!p)) return -EINVAL;
-    if (PK_POOL__LIKELY(pk_pool__tl1.gen == p->gen)) {
+    if (PK_POOL__LIKELY(pk_pool__tl1.p == p)) { /* a NULL p meets nocache: slow path */
         pk_pool__cache *c = pk_pool__tl1.c;
         uintptr_t off = (uintptr_t)obj - c->hbase;
-        size_t idx = pk_pool__hint_div(p, off), t = c->tail;
-        if (PK_POOL__LIKELY(off < c->hbytes && idx * p->stride == off && t - PK_POOL__LD(c->head) <= c->mask)) {
+        size_t idx, t = c->tail;
+        if (PK_POOL__LIKELY(off < c->hbytes) && (idx = pk_pool__hint_div(p, off), idx * p->stride == off) &&
+            PK_POOL__LIKELY(t - PK_POOL__LD(c->head) <= c->mask)) { /* p is not NULL once off < hbytes */
             unsigned char *st = c->hst + PK_POOL__SIDX(idx);
             unsigned char v = PK_POOL__LD(*st);
             PK_POOL__FENCE_ACQ();
