@@ -270,18 +270,21 @@ typedef struct pk_cache__ghost {
     uint32_t stamp; /* ghost clock when it entered */
 } pk_cache__ghost;
 
+/* Field order matters for threads: a hit writes only the first line (lock, hits) plus, for LRU,
+   the second (q[0]); with two threads every line a hit writes moves between cores. */
 typedef struct pk_cache__shard_fields {
     pthread_mutex_t lock; /* protects every field below and the entries linked here */
     pk_cache__slot *slots;
     size_t mask;                /* table capacity - 1 (capacity is a power of two) */
+    uint64_t hits;
+    pk_cache__queue q[2];       /* LRU uses q[0]; S3-FIFO q[SMALL], q[MAIN] */
     size_t count, bytes;        /* entries and bytes charged */
     size_t max_entries, max_bytes; /* this shard's share; SIZE_MAX = unbounded */
-    pk_cache__queue q[2];       /* LRU uses q[0]; S3-FIFO q[SMALL], q[MAIN] */
     pk_cache__ghost *ghost;     /* S3-FIFO: PK_CACHE__AUX * (mask + 1) cells */
     uint64_t *sketch;           /* S3-FIFO: PK_CACHE__AUX * (mask + 1) words of 16 4-bit counters */
     uint32_t ghost_clock;       /* counts keys entering the ghost */
     size_t sketch_samples;      /* increments since the last halving */
-    uint64_t hits, misses, inserts, updates, evictions, expirations, removals;
+    uint64_t misses, inserts, updates, evictions, expirations, removals;
 } pk_cache__shard_fields;
 
 typedef union pk_cache__shard {
@@ -508,7 +511,7 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
         memset(sketch, 0, ncap * PK_CACHE__AUX * sizeof *sketch);
         PK_FREE(s->ghost);
         PK_FREE(s->sketch);
-        s->ghost = ghost;
+        __atomic_store_n(&s->ghost, ghost, __ATOMIC_RELAXED); /* read by pk_cache__prefetch_ghost */
         s->sketch = sketch;
         s->sketch_samples = 0;
     }
@@ -540,6 +543,15 @@ static void pk_cache__prefetch(pk_cache__shard_fields *s, uint64_t h)
     pk_cache__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
     size_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
     PK_CACHE__PREFETCH(&slots[(size_t)h & mask]);
+}
+
+/* S3-FIFO put: the new key's ghost cell is read under the lock; start loading it before (racy
+   read as in pk_cache__prefetch; the mask may be stale, which only misses the cell). */
+static void pk_cache__prefetch_ghost(pk_cache__shard_fields *s, uint64_t h)
+{
+    pk_cache__ghost *ghost = __atomic_load_n(&s->ghost, __ATOMIC_RELAXED);
+    size_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+    PK_CACHE__PREFETCH(&ghost[(size_t)pk_cache__h2(h) & ((mask + 1) * PK_CACHE__AUX - 1)]);
 }
 
 /* ---- S3-FIFO: ghost set and frequency sketch ----
@@ -901,6 +913,7 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     if (charge > s->max_bytes) return -E2BIG;
     if (ttl_ns == PK_CACHE_TTL_DEFAULT) ttl_ns = c->ttl_ns ? c->ttl_ns : PK_CACHE_TTL_NEVER;
     pk_cache__prefetch(s, h); /* overlaps the slot's miss with building the entry */
+    if (c->policy == PK_CACHE_S3FIFO) pk_cache__prefetch_ghost(s, h);
     if (ttl_ns != PK_CACHE_TTL_NEVER) expire = pk_cache__sat_add(c->clock_ns(c->user), ttl_ns);
     e = pk_cache__entry_new(h, key, klen, val, vlen, expire);
     if (!e) return -ENOMEM;
