@@ -443,7 +443,8 @@ typedef struct pk_pool__tab {
    Release hint: the chunk of the last release (hbase/hbytes/hst copied from its rec) while the
    pool's seqlock still reads hseq; a release into that chunk needs no table lookup. */
 typedef struct pk_pool__cache {
-    size_t head, tail; /* free-running; count = tail - head; slot = index & mask */
+    size_t head, tail; /* free-running; count = tail - head; slot = index & mask; empty slots hold
+                          obj NULL, so the fast release tests its slot instead of the count */
     size_t mask;       /* cap - 1; cap: a power of two */
     pk_pool__pair *objs;
     uintptr_t hbase;   /* release hint (see above); hbytes 0 = none */
@@ -982,6 +983,7 @@ static inline size_t pk_pool__c_count(const pk_pool__cache *c) { return PK_POOL_
 static inline pk_pool__pair pk_pool__c_pop(pk_pool__cache *c)
 {
     pk_pool__pair x = c->objs[c->head & c->mask];
+    c->objs[c->head & c->mask].obj = NULL;
     PK_POOL__ST(c->head, c->head + 1);
     PK_POOL__ST(c->moved, c->moved + 1);
     return x;
@@ -1201,6 +1203,7 @@ PK_POOL_DEF void pk_pool_destroy(pk_pool *p)
     while ((c = p->caches) != NULL) {
         pk_pool__cache_unregister(p, c);
         PK_POOL__ST(c->head, c->tail); /* its objects are fini'd below with all the others */
+        memset(c->objs, 0, c->cap * sizeof(pk_pool__pair));
     }
     __atomic_store_n(&p->dead_, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&p->mu);
@@ -1316,6 +1319,7 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_miss(pk_pool *p)
         size_t h = c->head;
         if (h != PK_POOL__LD(c->tail)) {
             pk_pool__pair x = c->objs[h & c->mask];
+            c->objs[h & c->mask].obj = NULL;
             PK_POOL__ST(c->head, h + 1);
             if (c->guard) pk_pool__leave(c);
             PK_POOL__ST(*x.st, (unsigned char)PK_POOL__LENT);
@@ -1333,7 +1337,9 @@ PK_POOL_DEF void *pk_pool_acquire(pk_pool *p)
         pk_pool__cache *c = pk_pool__tl1.c;
         size_t h = c->head;
         if (PK_POOL__LIKELY(h != PK_POOL__LD(c->tail))) {
-            pk_pool__pair x = c->objs[h & c->mask];
+            pk_pool__pair *slot = &c->objs[h & c->mask];
+            pk_pool__pair x = *slot;
+            slot->obj = NULL; /* an empty slot: release needs no count */
             PK_POOL__ST(c->head, h + 1);
             PK_POOL__ST(*x.st, (unsigned char)PK_POOL__LENT);
             return x.obj;
@@ -1391,8 +1397,9 @@ PK_POOL_DEF int pk_pool_release(pk_pool *p, void *obj)
         pk_pool__cache *c = pk_pool__tl1.c;
         uintptr_t off = (uintptr_t)obj - c->hbase;
         size_t idx, t = c->tail;
+        pk_pool__pair *slot = &c->objs[t & c->mask]; /* computed once: the byte store below may alias */
         if (PK_POOL__LIKELY(off < c->hbytes) && (idx = pk_pool__hint_div(p, off), idx * p->stride == off) &&
-            PK_POOL__LIKELY(t - PK_POOL__LD(c->head) <= c->mask)) { /* p is not NULL once off < hbytes */
+            PK_POOL__LIKELY(slot->obj == NULL)) { /* room; p is not NULL once off < hbytes */
             unsigned char *st = c->hst + PK_POOL__SIDX(idx);
             unsigned char v = PK_POOL__LD(*st);
             PK_POOL__FENCE_ACQ();
@@ -1404,8 +1411,8 @@ PK_POOL_DEF int pk_pool_release(pk_pool *p, void *obj)
 #else
                 PK_POOL__ST(*st, (unsigned char)PK_POOL__IDLE);
 #endif
-                c->objs[t & c->mask].obj = obj;
-                c->objs[t & c->mask].st = st;
+                slot->obj = obj;
+                slot->st = st;
                 PK_POOL__ST(c->tail, t + 1);
                 return 0;
             }
