@@ -503,10 +503,11 @@ static PK_POOL__TLS pk_pool__tlent pk_pool__tl[PK_POOL__TLWAYS];
 /* The last unguarded cache this thread used, keyed by the pool's address: the fast paths' one
    compare. Safe against a new pool at a dead pool's address because the cache holds a reference
    on its pool struct: the struct cannot be freed (nor its address reused) while the memo is set.
-   An unset memo points at `nocache`, an empty ring with no hint that is never written: a NULL p
-   matches it and fails both fast paths' checks (the slow paths then refuse NULL). */
+   An unset memo points at `nocache`, an empty one-slot ring with no hint that is never written: a
+   NULL p matches it and fails both fast paths' checks (the slow paths then refuse NULL). */
 typedef struct pk_pool__memo1 { struct pk_pool *p; pk_pool__cache *c; } pk_pool__memo1;
-static pk_pool__cache pk_pool__nocache;
+static pk_pool__pair pk_pool__noslot[1];
+static pk_pool__cache pk_pool__nocache = {0, 0, 0, pk_pool__noslot, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
 static PK_POOL__TLS pk_pool__memo1 pk_pool__tl1 = {NULL, &pk_pool__nocache};
 static inline void pk_pool__memo_clear(void)
 {
@@ -923,7 +924,7 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
     }
     c = (pk_pool__cache *)PK_MALLOC(sizeof(pk_pool__cache) + p->cache_cap * sizeof(pk_pool__pair));
     if (!c) return NULL;
-    memset(c, 0, sizeof *c);
+    memset(c, 0, sizeof(pk_pool__cache) + p->cache_cap * sizeof(pk_pool__pair)); /* empty slots are NULL */
     c->objs = (pk_pool__pair *)(void *)(c + 1);
     c->guard = p->max != 0;
     c->cap = p->cache_cap;
@@ -1336,10 +1337,10 @@ PK_POOL_DEF void *pk_pool_acquire(pk_pool *p)
     if (PK_POOL__LIKELY(pk_pool__tl1.p == p)) { /* a NULL p meets nocache: slow path */
         pk_pool__cache *c = pk_pool__tl1.c;
         size_t h = c->head;
-        if (PK_POOL__LIKELY(h != PK_POOL__LD(c->tail))) {
-            pk_pool__pair *slot = &c->objs[h & c->mask];
-            pk_pool__pair x = *slot;
-            slot->obj = NULL; /* an empty slot: release needs no count */
+        pk_pool__pair *slot = &c->objs[h & c->mask];
+        pk_pool__pair x = *slot;
+        if (PK_POOL__LIKELY(x.obj != NULL)) { /* a full slot at head: the ring is not empty */
+            slot->obj = NULL; /* empty slots hold NULL: neither fast path reads the other's index */
             PK_POOL__ST(c->head, h + 1);
             PK_POOL__ST(*x.st, (unsigned char)PK_POOL__LENT);
             return x.obj;
@@ -1398,8 +1399,8 @@ PK_POOL_DEF int pk_pool_release(pk_pool *p, void *obj)
         uintptr_t off = (uintptr_t)obj - c->hbase;
         size_t idx, t = c->tail;
         pk_pool__pair *slot = &c->objs[t & c->mask]; /* computed once: the byte store below may alias */
-        if (PK_POOL__LIKELY(off < c->hbytes) && (idx = pk_pool__hint_div(p, off), idx * p->stride == off) &&
-            PK_POOL__LIKELY(slot->obj == NULL)) { /* room; p is not NULL once off < hbytes */
+        if (PK_POOL__LIKELY(off < c->hbytes && (idx = pk_pool__hint_div(p, off), idx * p->stride == off) &&
+                            slot->obj == NULL)) { /* room; p is not NULL once off < hbytes */
             unsigned char *st = c->hst + PK_POOL__SIDX(idx);
             unsigned char v = PK_POOL__LD(*st);
             PK_POOL__FENCE_ACQ();
