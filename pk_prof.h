@@ -79,7 +79,9 @@
      pk_prof_report(p, out, format)         0; -EINVAL (NULL, unknown format); -EIO (write error)
      pk_prof_compare(p, base, cand, &cmp)   0; -EINVAL (NULL, unknown id); -ENOENT (no samples)
      pk_prof_reset(p)                       zero all counts, keep labels
-     pk_prof_mem_snapshot(&m)               current and peak RSS; -ENOSYS off Linux or without /proc
+     pk_prof_mem_snapshot(&m)               current and peak RSS (VmRSS, VmHWM of /proc/self/status:
+                                            the kernel's counters, which may lag by a few pages);
+                                            -EINVAL (NULL); -ENOSYS off Linux or without /proc
      PK_PROF_SCOPE(p, id) { ... }           times the block; a break/return/goto out of it skips
                                             the record (it records on normal exit only)
 

@@ -473,6 +473,37 @@ static void test_bad_input(void)
 #endif
 }
 
+/* RSS follows memory the process touches; the peak never falls below the current figure. */
+static void *volatile g_keep; /* the buffer escapes: the compiler may not drop malloc+memset+free */
+
+static void test_mem_snapshot(void)
+{
+#if defined(__linux__)
+    pk_prof_mem m0, m1, m2;
+    size_t n = (size_t)32 << 20;
+    char *buf;
+    PK_CHECK_EQ(pk_prof_mem_snapshot(&m0), 0);
+    buf = (char *)malloc(n);
+    PK_CHECK(buf != NULL);
+    if (!buf) return;
+    memset(buf, 1, n);
+    g_keep = buf;
+    PK_CHECK_EQ(pk_prof_mem_snapshot(&m1), 0);
+    PK_CHECK_MSG(m1.rss_bytes >= m0.rss_bytes + n / 2, "RSS %llu -> %llu after touching 32 MB",
+                 (unsigned long long)m0.rss_bytes, (unsigned long long)m1.rss_bytes);
+    PK_CHECK(m1.peak_rss_bytes >= m1.rss_bytes && m1.peak_rss_bytes >= m0.peak_rss_bytes);
+    g_keep = NULL;
+    free(buf);
+    PK_CHECK_EQ(pk_prof_mem_snapshot(&m2), 0);
+    /* the peak remembers, within the kernel's counter slack (per-CPU caches: a few dozen pages) */
+    PK_CHECK_MSG(m2.peak_rss_bytes + (1u << 20) >= m1.rss_bytes, "peak %llu after free, RSS %llu before",
+                 (unsigned long long)m2.peak_rss_bytes, (unsigned long long)m1.rss_bytes);
+#else
+    pk_prof_mem m;
+    PK_CHECK_EQ(pk_prof_mem_snapshot(&m), -ENOSYS);
+#endif
+}
+
 /* ---- profiler basics ---- */
 
 static void test_labels(void)
@@ -1457,6 +1488,7 @@ int main(void)
     PK_TEST(test_clamping);
     PK_TEST(test_hist_reset);
     PK_TEST(test_bad_input);
+    PK_TEST(test_mem_snapshot);
     PK_TEST(test_labels);
     PK_TEST(test_prof_config);
     PK_TEST(test_scope_and_now);
