@@ -201,7 +201,7 @@
    any second release of a pointer that is ordered after the first one (same thread, or any
    synchronisation between the two) gets -EINVAL. Two threads racing to release the same pointer at
    the very same instant is a data race in the caller; by default it may go undetected (the flip is a
-   plain load and store to keep release under 3 ns); define PK_POOL_STRICT_RELEASE to catch that too.
+   plain load and store, no atomic read-modify-write); define PK_POOL_STRICT_RELEASE to catch that too.
    A pointer released, re-acquired by someone else, then released again by its first owner cannot be
    told apart from a legitimate release by any pool that recognises pointers by address.
 
@@ -440,19 +440,21 @@ typedef struct pk_pool__tab {
    The fast paths touch only this struct's first line, the slot's state byte and p's first line.
    `guard`: the pool has a max, so a thief may empty this ring (steal); the owner then brackets every
    ring access with the busy/steal handshake. A pool without max never steals and skips it.
-   Release hint: the chunk of the last release (hbase/hbytes/hst copied from its rec) while the
+   Release hint: the chunk of the last release (hbase/hslots/hst copied from its rec) while the
    pool's seqlock still reads hseq; a release into that chunk needs no table lookup. */
 typedef struct pk_pool__cache {
     size_t head, tail; /* free-running; count = tail - head; slot = index & mask; empty slots hold
                           obj NULL, so the fast release tests its slot instead of the count */
     size_t mask;       /* cap - 1; cap: a power of two */
     pk_pool__pair *objs;
-    uintptr_t hbase;   /* release hint (see above); hbytes 0 = none */
-    size_t hbytes;
+    uintptr_t hbase;   /* release hint (see above); hslots 0 = none */
+    size_t hslots;
     unsigned char *hst;
+    uint64_t ex_inv;   /* copies of the pool's (a NULL pool meets `nocache`, whose are 0) */
     uint64_t hseq;
+    unsigned ex_rot;
     int guard;
-    /* second line: locked paths, thieves, stats */
+    /* the rest: locked paths, thieves, stats */
     unsigned busy;   /* owner: 1 while it touches the ring without the lock (guard only) */
     unsigned steal;  /* a thief (holding mu) wants this cache: owner must take the locked path */
     size_t cap;
@@ -472,6 +474,8 @@ struct pk_pool {
     size_t stride;
     int stride_shift;   /* >= 0 when stride is a power of two */
     uint64_t div_m;     /* ceil(2^64 / stride) for exact division of offsets < 2^32; 0 = use '/' */
+    uint64_t ex_inv;    /* stride = odd << ex_rot; ex_inv = odd^-1 mod 2^64: see pk_pool__exact */
+    unsigned ex_rot;
     unsigned page_shift;
     void (*reset)(void *, void *);
     void *user;
@@ -491,6 +495,7 @@ struct pk_pool {
     size_t nfini;    /* objects taken from the depot and being fini'd (still idle for the stats) */
     uint64_t created, freed, exhausted;
     size_t peak;
+    int adding; /* chunk_add calls between their reservation and their chunk (mu dropped) */
     int refs;  /* 1 for the pool + 1 per thread cache; the struct is freed at 0 */
     int dead_; /* set by destroy */
 };
@@ -507,7 +512,7 @@ static PK_POOL__TLS pk_pool__tlent pk_pool__tl[PK_POOL__TLWAYS];
    NULL p matches it and fails both fast paths' checks (the slow paths then refuse NULL). */
 typedef struct pk_pool__memo1 { struct pk_pool *p; pk_pool__cache *c; } pk_pool__memo1;
 static pk_pool__pair pk_pool__noslot[1];
-static pk_pool__cache pk_pool__nocache = {0, 0, 0, pk_pool__noslot, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
+static pk_pool__cache pk_pool__nocache = {0, 0, 0, pk_pool__noslot, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
 static PK_POOL__TLS pk_pool__memo1 pk_pool__tl1 = {NULL, &pk_pool__nocache};
 static inline void pk_pool__memo_clear(void)
 {
@@ -661,15 +666,14 @@ static inline size_t pk_pool__div(const pk_pool *p, uintptr_t off)
     return (size_t)(off / p->stride);
 }
 
-/* The release hint's division: offset -> slot index by one multiply (Lemire, Kaser, Kurz: exact
-   for offsets below 2^32 with div_m = ceil(2^64 / stride); the hint is only set for such chunks). */
-static inline size_t pk_pool__hint_div(const pk_pool *p, uintptr_t off)
+/* Exact division test in one multiply and one rotate (Granlund-Montgomery / Lemire): with
+   stride = odd * 2^k, rotr(off * odd^-1, k) equals off / stride when stride divides off, and is
+   larger than UINT64_MAX / stride otherwise. So "result < slots in the chunk" checks at once that
+   off is inside the chunk and at the start of a slot. */
+static inline uint64_t pk_pool__exact(uint64_t inv, unsigned rot, uintptr_t off)
 {
-#if defined(__SIZEOF_INT128__)
-    return (size_t)(((pk_pool__u128)(uint64_t)off * p->div_m) >> 64);
-#else
-    return (size_t)(off / p->stride);
-#endif
+    uint64_t x = (uint64_t)off * inv;
+    return (x >> rot) | (x << ((64u - rot) & 63u));
 }
 
 /* Slot index of offset off into a chunk; 0 when off is not the start of a slot. */
@@ -710,9 +714,9 @@ PK_POOL__FN unsigned char *pk_pool__lookup(pk_pool *p, uintptr_t a, pk_pool__cac
         }
         PK_POOL__FENCE_ACQ();
         if (PK_POOL__UNLIKELY(PK_POOL__LD(p->seq) != s)) continue;
-        if (r && c && !c->guard && !p->reset && p->div_m && bytes <= 0xFFFFFFFFu) { /* see release */
+        if (r && c && !c->guard && !p->reset) { /* the fast release takes neither: see there */
             c->hbase = base;
-            c->hbytes = bytes;
+            c->hslots = bytes / p->stride;
             c->hst = r->st;
             c->hseq = s;
         }
@@ -834,6 +838,7 @@ PK_POOL__FN int pk_pool__chunk_add(pk_pool *p)
         if (n > p->max - p->nslots) n = p->max - p->nslots;
     }
     p->nslots += n; /* reserve, so that a concurrent add respects max */
+    p->adding++;
     r = p->dead;
     if (r) p->dead = r->dnext;
     bytes = n * p->stride;
@@ -841,6 +846,7 @@ PK_POOL__FN int pk_pool__chunk_add(pk_pool *p)
     mem = PK_MALLOC(bytes + pk_pool__chunk_align(p) - 1);
     if (!r && mem) fresh = r = pk_pool__rec_new(p);
     pthread_mutex_lock(&p->mu);
+    p->adding--;
     if (fresh) { /* every rec ever made is on `all`, for destroy */
         fresh->anext = p->all;
         p->all = fresh;
@@ -927,6 +933,8 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
     memset(c, 0, sizeof(pk_pool__cache) + p->cache_cap * sizeof(pk_pool__pair)); /* empty slots are NULL */
     c->objs = (pk_pool__pair *)(void *)(c + 1);
     c->guard = p->max != 0;
+    c->ex_inv = p->ex_inv;
+    c->ex_rot = p->ex_rot;
     c->cap = p->cache_cap;
     c->mask = c->cap - 1;
     c->gen = p->gen;
@@ -1136,6 +1144,12 @@ PK_POOL_DEF int pk_pool_create(pk_pool **out, const pk_pool_config *cfg)
     p->stride = stride;
     p->stride_shift = (stride & (stride - 1)) ? -1 : __builtin_ctzll((unsigned long long)stride);
     p->div_m = (stride > 1 && stride <= 0xFFFFFFFFu) ? UINT64_MAX / stride + 1 : 0;
+    p->ex_rot = (unsigned)__builtin_ctzll((unsigned long long)stride);
+    {
+        uint64_t odd = (uint64_t)stride >> p->ex_rot, inv = odd;
+        for (i = 0; i < 5; i++) inv *= 2 - odd * inv; /* Newton: each step doubles the correct bits */
+        p->ex_inv = inv;
+    }
     p->max = cfg->max;
     p->max_idle = cfg->max_idle;
     p->init = cfg->init;
@@ -1248,6 +1262,7 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
 {
     pk_pool__pair got[PK_POOL_CACHE / 2 + 1];
     void *obj = NULL;
+    int tries = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         size_t want, n = 0, ok = 0, i;
@@ -1272,6 +1287,15 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
             int rc = pk_pool__chunk_add(p);
             if (rc == 0) continue;
             if (rc == -EAGAIN && pk_pool__steal(p, c)) continue;
+            /* Objects in flight show up in a moment: a chunk another thread is adding (its slots are
+               reserved against max), a release between its state flip and the ring or the depot
+               (perhaps waiting for this very mutex). Let them land before answering NULL. */
+            if (rc == -EAGAIN && (p->adding || tries++ < 4)) {
+                pthread_mutex_unlock(&p->mu);
+                sched_yield();
+                pthread_mutex_lock(&p->mu);
+                continue;
+            }
             if (rc == -EAGAIN) p->exhausted++;
             break;
         }
@@ -1397,10 +1421,9 @@ PK_POOL_DEF int pk_pool_release(pk_pool *p, void *obj)
     if (PK_POOL__LIKELY(pk_pool__tl1.p == p)) { /* a NULL p meets nocache: slow path */
         pk_pool__cache *c = pk_pool__tl1.c;
         uintptr_t off = (uintptr_t)obj - c->hbase;
-        size_t idx, t = c->tail;
+        size_t idx, t = c->tail; /* a NULL p meets nocache: hslots 0, and p is not read */
         pk_pool__pair *slot = &c->objs[t & c->mask]; /* computed once: the byte store below may alias */
-        if (PK_POOL__LIKELY(off < c->hbytes && (idx = pk_pool__hint_div(p, off), idx * p->stride == off) &&
-                            slot->obj == NULL)) { /* room; p is not NULL once off < hbytes */
+        if (PK_POOL__LIKELY((idx = (size_t)pk_pool__exact(c->ex_inv, c->ex_rot, off)) < c->hslots && slot->obj == NULL)) {
             unsigned char *st = c->hst + PK_POOL__SIDX(idx);
             unsigned char v = PK_POOL__LD(*st);
             PK_POOL__FENCE_ACQ();
