@@ -985,6 +985,59 @@ static void test_respool_invalidate(void)
     PK_CHECK_EQ(x.made, x.destroyed);
 }
 
+/* The lock-free release uses the releasing thread's memo of its last loan. A loan ended elsewhere
+   (another thread's release, an invalidate) or a record reused for a new resource must not fool it. */
+typedef struct rel_arg { pk_respool *p; void *r; int rc; } rel_arg;
+static void *rel_other(void *vp)
+{
+    rel_arg *a = (rel_arg *)vp;
+    a->rc = pk_respool_release(a->p, a->r);
+    return NULL;
+}
+
+static void test_respool_stale_memo(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    pthread_t t;
+    rel_arg a;
+    void *r, *r2;
+    int i;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 1, 2);
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    a.p = p;
+    a.r = r;
+    a.rc = 1;
+    pthread_create(&t, NULL, rel_other, &a); /* the borrower hands it over; another thread returns it */
+    pthread_join(t, NULL);
+    PK_CHECK_EQ(a.rc, 0);
+    PK_CHECK_EQ(pk_respool_release(p, r), -EINVAL); /* our memo still names that loan */
+    PK_CHECK_EQ(pk_respool_acquire(p, &r2, 0), 0);  /* parked or idle: the same resource again */
+    PK_CHECK(r2 == r);
+    PK_CHECK_EQ(pk_respool_release(p, r2), 0);
+    PK_CHECK_EQ(pk_respool_release(p, r2), -EINVAL);
+    for (i = 0; i < 20; i++) { /* invalidate, record reused for a new resource (maybe at r's address) */
+        PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+        PK_CHECK_EQ(pk_respool_invalidate(p, r), 0);
+        PK_CHECK_EQ(pk_respool_release(p, r), -EINVAL);
+        PK_CHECK_EQ(pk_respool_invalidate(p, r), -EINVAL);
+        PK_CHECK_EQ(pk_respool_acquire(p, &r2, 0), 0);
+        PK_CHECK_EQ(pk_respool_release(p, r2), 0);
+        PK_CHECK_EQ(pk_respool_release(p, r), -EINVAL); /* idle now, whoever's address it is */
+    }
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.in_use, 0);
+    PK_CHECK_EQ(st.total, 1);
+    PK_CHECK_EQ(st.idle, 1);
+    PK_CHECK_EQ(st.acquires, 42);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
 static void test_respool_validation(void)
 {
     pk_respool *p;
@@ -1417,6 +1470,7 @@ int main(void)
     PK_TEST(test_respool_timeouts);
     PK_TEST(test_respool_handoff_order);
     PK_TEST(test_respool_invalidate);
+    PK_TEST(test_respool_stale_memo);
     PK_TEST(test_respool_validation);
     PK_TEST(test_respool_retirement);
     PK_TEST(test_respool_leaks);
