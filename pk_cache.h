@@ -97,9 +97,10 @@
    PK_CACHE_LRU (default): exact least-recently-used order within a shard; with shards == 1 it is
    exact LRU for the whole cache. A hit relinks the entry (cheap, but it writes).
    PK_CACHE_S3FIFO: S3-FIFO (Yang et al., SOSP'23): new keys enter a small probation FIFO (1% of
-   the shard: the paper's 10% measured worse with the admission filter below); keys evicted from it are remembered in a ghost set and re-enter straight into the
-   main FIFO; main entries carry a 2-bit use counter and get another round while it is nonzero. A
-   hit only bumps that counter, so hits never relink. On top of it a TinyLFU frequency sketch
+   the shard; the paper's 10% measured worse together with the admission filter below); keys
+   evicted from it are remembered in a ghost set and re-enter straight into the main FIFO; main
+   entries carry a 2-bit use counter and get another round while it is nonzero. A hit only bumps
+   that counter, so hits never relink. On top of it a TinyLFU frequency sketch
    (Einziger et al., "TinyLFU", 2017) decides admission whenever a key would enter a full main
    (promoted from probation, or back from the ghost): it enters only if it was requested more
    often recently than the entry main would evict for it. That keeps one-off scans and rarely
@@ -577,8 +578,9 @@ static void pk_cache__prefetch_ghost(pk_cache__shard_fields *s, uint64_t h)
 /* ---- S3-FIFO: ghost set and frequency sketch ----
 
    Ghost: a direct-mapped table of fingerprints with the ghost clock at insertion, AUX cells per
-   table slot; a key is in the ghost while fewer than that many keys entered after it (about 2.5
-   x the shard's entries), unless a colliding key overwrote its cell.
+   table slot; a key is in the ghost while fewer keys than there are cells entered after it (2.7
+   to 5.3 x the shard's entries, the table being 3/8 to 3/4 full), unless a colliding key
+   overwrote its cell.
    Sketch: each key owns one 64-bit word of sixteen 4-bit counters and four of them (a blocked
    count-min sketch: one cache line per key); AUX words per table slot; estimate = the minimum;
    increments are conservative (only the minimum counters grow); all counters halve after 64 x
