@@ -406,8 +406,8 @@ __extension__ typedef unsigned __int128 pk_pool__u128;
    pool: a racing lookup may still read it after its chunk went back to the allocator. */
 
 enum { PK_POOL__RAW = 0, PK_POOL__IDLE = 1, PK_POOL__LENT = 2, PK_POOL__BUSY = 3 };
-#define PK_POOL__GROUP 32 /* states of 32 slots share one 64-byte line, alone */
-#define PK_POOL__SIDX(i) ((i) + ((i) & ~(size_t)31)) /* = (i / 32) * 64 + i % 32 */
+#define PK_POOL__GROUP 32 /* states of 32 slots fill one 64-byte line (a batch of 32 is a line) */
+#define PK_POOL__SIDX(i) ((i)*2) /* one state byte every 2 bytes: the x86 scaled index is free */
 
 typedef struct pk_pool__pair { void *obj; unsigned char *st; } pk_pool__pair;
 
