@@ -58,56 +58,96 @@ typedef struct owork {
     double ns;
 } owork;
 
+/* One function per loop, not inlined: each loop keeps its counter and bound in registers, the same
+   for the pool and for malloc (in one big function the compiler spilled the bound to the stack and
+   reloaded it every iteration, which cost the side with the shorter loop body relatively more). */
+#if defined(__GNUC__) || defined(__clang__)
+#define BENCH_NOINLINE __attribute__((noinline))
+/* the pointer escapes (costs no instruction): a compiler may not elide a malloc/free pair */
+#define BENCH_ESCAPE(x) __asm__ volatile("" : : "r"(x))
+#else
+#define BENCH_NOINLINE
+#define BENCH_ESCAPE(x) ((void)(x))
+#endif
+
+static BENCH_NOINLINE uint64_t loop_pool(pk_pool *p, size_t n)
+{
+    uint64_t sink = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        char *o = (char *)pk_pool_acquire(p);
+        BENCH_ESCAPE(o);
+        o[0] = (char)i;
+        sink += (uint64_t)(unsigned char)o[0];
+        pk_pool_release(p, o);
+    }
+    return sink;
+}
+
+static BENCH_NOINLINE uint64_t loop_malloc(size_t size, size_t n)
+{
+    uint64_t sink = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        char *o = (char *)malloc(size);
+        BENCH_ESCAPE(o);
+        o[0] = (char)i;
+        sink += (uint64_t)(unsigned char)o[0];
+        free(o);
+    }
+    return sink;
+}
+
+static BENCH_NOINLINE uint64_t burst_pool(pk_pool *p, size_t rounds)
+{
+    uint64_t sink = 0;
+    void *v[BURST];
+    size_t i, j;
+    for (i = 0; i < rounds; i++) {
+        for (j = 0; j < BURST; j++) {
+            v[j] = pk_pool_acquire(p);
+            BENCH_ESCAPE(v[j]);
+            ((char *)v[j])[0] = (char)j;
+        }
+        for (j = 0; j < BURST; j++) {
+            sink += (uint64_t)((unsigned char *)v[j])[0];
+            pk_pool_release(p, v[j]);
+        }
+    }
+    return sink;
+}
+
+static BENCH_NOINLINE uint64_t burst_malloc(size_t size, size_t rounds)
+{
+    uint64_t sink = 0;
+    void *v[BURST];
+    size_t i, j;
+    for (i = 0; i < rounds; i++) {
+        for (j = 0; j < BURST; j++) {
+            v[j] = malloc(size);
+            BENCH_ESCAPE(v[j]);
+            ((char *)v[j])[0] = (char)j;
+        }
+        for (j = 0; j < BURST; j++) {
+            sink += (uint64_t)((unsigned char *)v[j])[0];
+            free(v[j]);
+        }
+    }
+    return sink;
+}
+
 static void run_obj(owork *w)
 {
-    size_t i, j, n = w->iters;
-    uint64_t t0, sink = 0;
-    void *v[BURST];
-    pk_pool *p = w->pool;
+    size_t n = w->iters;
+    uint64_t t0, sink;
     if (w->bar) pthread_barrier_wait(w->bar);
     t0 = bench_now_ns();
     if (w->kind == W_LOOP) {
-        if (w->use_pool) {
-            for (i = 0; i < n; i++) {
-                char *o = (char *)pk_pool_acquire(p);
-                o[0] = (char)i;
-                sink += (uint64_t)(unsigned char)o[0];
-                pk_pool_release(p, o);
-            }
-        } else {
-            for (i = 0; i < n; i++) {
-                char *o = (char *)malloc(w->size);
-                o[0] = (char)i;
-                sink += (uint64_t)(unsigned char)o[0];
-                free(o);
-            }
-        }
+        sink = w->use_pool ? loop_pool(w->pool, n) : loop_malloc(w->size, n);
     } else {
-        size_t rounds = n / BURST;
-        if (w->use_pool) {
-            for (i = 0; i < rounds; i++) {
-                for (j = 0; j < BURST; j++) {
-                    v[j] = pk_pool_acquire(p);
-                    ((char *)v[j])[0] = (char)j;
-                }
-                for (j = 0; j < BURST; j++) {
-                    sink += (uint64_t)((unsigned char *)v[j])[0];
-                    pk_pool_release(p, v[j]);
-                }
-            }
-        } else {
-            for (i = 0; i < rounds; i++) {
-                for (j = 0; j < BURST; j++) {
-                    v[j] = malloc(w->size);
-                    ((char *)v[j])[0] = (char)j;
-                }
-                for (j = 0; j < BURST; j++) {
-                    sink += (uint64_t)((unsigned char *)v[j])[0];
-                    free(v[j]);
-                }
-            }
-        }
-        n = rounds * BURST;
+        n = n / BURST;
+        sink = w->use_pool ? burst_pool(w->pool, n) : burst_malloc(w->size, n);
+        n *= BURST;
     }
     w->ns = (double)(bench_now_ns() - t0) / (double)n;
     bench_sink += sink;
