@@ -109,7 +109,8 @@
    ACCURACY / LIMITS
    -----------------
    Bytes charged per entry = klen + vlen + PK_CACHE_ENTRY_OVERHEAD (64: entry header, table slot
-   and allocator overhead, rounded). stats.bytes is the sum of the charges.
+   and allocator overhead, rounded). stats.bytes is the sum of the charges. Without on_remove each
+   shard may also keep one dropped entry of at most 512 bytes for reuse (not charged).
    Shards: cfg.shards, or automatic: 64, halved while a shard would get under 64 entries of the
    entry bound or under 1 MiB of the byte bound (at least 1). At most 1024. Each shard gets an
    equal share of max_entries and max_bytes (the first shards get the remainder), so with shards
@@ -246,7 +247,10 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
    Where the time goes (100k entries, more than the CPU cache holds): a get hit is the two misses
    above; a put that evicts is the new key's slot miss plus the victim's entry, slot and successor,
    which the previous eviction in that shard already prefetched (the victim is always a queue
-   head). An evicted entry nobody pins is freed without a locked instruction. */
+   head). Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
+   PK_CACHE__SPARE_MAX bytes) and the next put of about that size refills it under the lock: a
+   full cache of similar entries then runs without malloc and free. Otherwise an evicted entry
+   nobody pins is freed without a locked instruction. */
 
 typedef struct pk_cache__entry {
     struct pk_cache__entry *prev, *next; /* queue links; next also links the victim list */
@@ -287,6 +291,9 @@ typedef struct pk_cache__shard_fields {
     pk_cache__queue q[2];       /* LRU uses q[0]; S3-FIFO q[SMALL], q[MAIN] */
     size_t count, bytes;        /* entries and bytes charged */
     size_t max_entries, max_bytes; /* this shard's share; SIZE_MAX = unbounded */
+    pk_cache__entry *spare;     /* a dead entry kept for the next put to reuse, or NULL; atomic */
+    size_t spare_size;          /* its allocation size (0 = none), read by put before locking; atomic */
+    int recycle;                /* no on_remove: dead entries may become the spare */
     pk_cache__ghost *ghost;     /* S3-FIFO: PK_CACHE__AUX * (mask + 1) cells */
     uint64_t *sketch;           /* S3-FIFO: PK_CACHE__AUX * (mask + 1) words of 16 4-bit counters */
     uint32_t ghost_clock;       /* counts keys entering the ghost */
@@ -316,6 +323,7 @@ struct pk_cache {
 #define PK_CACHE__FREQ_MAX 3
 #define PK_CACHE__AUX 2        /* S3-FIFO ghost cells and sketch words per table slot */
 #define PK_CACHE__SMALL_PCT 1  /* S3-FIFO probation share of a shard, percent */
+#define PK_CACHE__SPARE_MAX 512 /* largest allocation kept as a shard's spare (filled under the lock) */
 
 /* ---- small helpers ---- */
 
@@ -401,14 +409,14 @@ static void pk_cache__unref(pk_cache__entry *e)
         PK_FREE(e);
 }
 
-/* Builds an unlinked entry holding copies of key and value. NULL: out of memory or too large. */
-static pk_cache__entry *pk_cache__entry_new(uint64_t h, const void *key, size_t klen, const void *val, size_t vlen,
-                                            uint64_t expire)
+static size_t pk_cache__alloc_size(size_t klen, size_t vlen) { return pk_cache__val_off(klen) + vlen; }
+
+/* Makes e (pk_cache__alloc_size(klen, vlen) bytes or more) an unlinked entry holding copies of
+   key and value. */
+static void pk_cache__entry_fill(pk_cache__entry *e, uint64_t h, const void *key, size_t klen, const void *val,
+                                 size_t vlen, uint64_t expire)
 {
-    pk_cache__entry *e;
     size_t off = pk_cache__val_off(klen);
-    e = (pk_cache__entry *)PK_MALLOC(off + vlen);
-    if (!e) return NULL;
     memset(e, 0, sizeof *e);
     e->hash = h;
     e->expire_ns = expire;
@@ -417,6 +425,14 @@ static pk_cache__entry *pk_cache__entry_new(uint64_t h, const void *key, size_t 
     e->refs = 1;
     if (klen) memcpy(e + 1, key, klen);
     if (vlen) memcpy((unsigned char *)e + off, val, vlen);
+}
+
+/* Builds an unlinked entry holding copies of key and value. NULL: out of memory. */
+static pk_cache__entry *pk_cache__entry_new(uint64_t h, const void *key, size_t klen, const void *val, size_t vlen,
+                                            uint64_t expire)
+{
+    pk_cache__entry *e = (pk_cache__entry *)PK_MALLOC(pk_cache__alloc_size(klen, vlen));
+    if (e) pk_cache__entry_fill(e, h, key, klen, val, vlen, expire);
     return e;
 }
 
@@ -672,6 +688,15 @@ static void pk_cache__detach(pk_cache__shard_fields *s, pk_cache__entry *e, size
     case PK_CACHE_CLEARED: s->removals++; break;
     default: break; /* REPLACED: the update is counted by the caller */
     }
+    /* Without a callback nobody looks at a dead entry again; if no pin holds it either, keep it
+       as the shard's spare: the next put of a similar size reuses the memory (no malloc, no free,
+       and the line is already in cache). Pins cannot appear now (the lock is held). */
+    if (s->recycle && !s->spare && pk_cache__alloc_size(e->klen, e->vlen) <= PK_CACHE__SPARE_MAX &&
+        __atomic_load_n(&e->refs, __ATOMIC_ACQUIRE) == 1) {
+        __atomic_store_n(&s->spare_size, pk_cache__alloc_size(e->klen, e->vlen), __ATOMIC_RELAXED);
+        __atomic_store_n(&s->spare, e, __ATOMIC_RELAXED);
+        return;
+    }
     e->reason = (unsigned char)reason;
     e->next = *victims;
     *victims = e;
@@ -864,6 +889,7 @@ PK_CACHE_DEF int pk_cache_create(pk_cache **out, const pk_cache_config *cfg)
         s->max_entries = d.max_entries ? d.max_entries / n + (i < d.max_entries % n) : SIZE_MAX;
         s->max_bytes = d.max_bytes ? d.max_bytes / n + (i < d.max_bytes % n) : SIZE_MAX;
         s->mask = 7;
+        s->recycle = d.on_remove == NULL;
         pthread_mutex_init(&s->lock, NULL);
     }
     for (i = 0; i < n; i++) {
@@ -902,6 +928,7 @@ PK_CACHE_DEF void pk_cache_destroy(pk_cache *c)
                 e = next;
             }
         }
+        PK_FREE(s->spare);
         PK_FREE(s->slots);
         PK_FREE(s->ghost);
         PK_FREE(s->sketch);
@@ -925,7 +952,7 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     uint64_t h, expire = PK_CACHE_TTL_NEVER;
     pk_cache__shard_fields *s;
     pk_cache__entry *e, *victims = NULL;
-    size_t charge;
+    size_t charge, need, spare;
     int rc;
     if (!c || (!key && klen) || (!val && vlen)) return -EINVAL;
     charge = pk_cache__charge_of(klen, vlen);
@@ -937,9 +964,29 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     pk_cache__prefetch(s, h); /* overlaps the slot's miss with building the entry */
     if (c->policy == PK_CACHE_S3FIFO) pk_cache__prefetch_ghost(s, h);
     if (ttl_ns != PK_CACHE_TTL_NEVER) expire = pk_cache__sat_add(c->clock_ns(c->user), ttl_ns);
-    e = pk_cache__entry_new(h, key, klen, val, vlen, expire);
-    if (!e) return -ENOMEM;
-    pthread_mutex_lock(&s->lock);
+    need = pk_cache__alloc_size(klen, vlen);
+    e = NULL;
+    /* A full shard that evicted an entry of about this size kept it: refill it under the lock.
+       The size is read before locking to avoid locking twice; recheck under the lock. */
+    spare = __atomic_load_n(&s->spare_size, __ATOMIC_RELAXED);
+    if (spare >= need && spare - need < 64) {
+        pthread_mutex_lock(&s->lock);
+        e = s->spare;
+        spare = s->spare_size;
+        if (e && spare >= need && spare - need < 64) {
+            __atomic_store_n(&s->spare, (pk_cache__entry *)NULL, __ATOMIC_RELAXED);
+            __atomic_store_n(&s->spare_size, (size_t)0, __ATOMIC_RELAXED);
+            pk_cache__entry_fill(e, h, key, klen, val, vlen, expire);
+        } else {
+            e = NULL;
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    if (!e) {
+        e = pk_cache__entry_new(h, key, klen, val, vlen, expire);
+        if (!e) return -ENOMEM;
+        pthread_mutex_lock(&s->lock);
+    }
     rc = pk_cache__reserve(c, s, s->count + 1);
     if (rc == 0) pk_cache__insert_locked(c, s, e, &victims);
     pthread_mutex_unlock(&s->lock);
