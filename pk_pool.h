@@ -400,6 +400,10 @@ __extension__ typedef unsigned __int128 pk_pool__u128;
         ├── depot: stack of idle (object, state*) pairs, under `mu`
         ├── rawlist: recs that have raw (never made or freed) slots, under `mu`
         └── caches: every thread cache registered for this pool, under `mu`
+   thread ── memo (last pool, its cache) + 8-way table by pool generation ──> its cache for a pool:
+             a FIFO ring of idle (object, state*) pairs and a release hint (a copy of one chunk's
+             range, trusted while `seq` has not moved). The fast paths touch only the memo, the
+             cache's first 80 bytes, a ring slot, one state byte, and `seq`.
 
    Slot states: RAW (no object), IDLE (made, not lent: in the depot or in a thread cache), LENT,
    BUSY (being made by init or unmade by fini, outside the lock). A rec is never freed before the
@@ -431,13 +435,14 @@ typedef struct pk_pool__tab {
     pk_pool__tabent *e;
 } pk_pool__tab;
 
-/* A thread cache is a FIFO ring, not a stack: acquire advances `head`, release advances `tail`, so
-   the two calls do not both read-modify-write one index. In a tight acquire/release loop a shared
-   top index makes every call wait for the previous call's store to be forwarded (about 5-7 cycles
-   each way, ~4 ns per pair on its own); with two indices the chains run side by side (measured:
-   LIFO 5.9 ns per pair, FIFO 3.4 ns). The ring is small (64 objects, at most 256 KiB of them), so
-   FIFO reuse stays in L1/L2 like LIFO would.
-   The fast paths touch only this struct's first line, the slot's state byte and p's first line.
+/* A thread cache is a FIFO ring, not a stack: acquire advances `head`, release advances `tail`, and
+   an empty slot holds obj NULL, so each fast path reads and writes one index of its own (and the
+   acquire count comes free from `head`). Measured on this project's machine (AMD EPYC, Zen 4): a bare
+   FIFO ring and a bare LIFO stack cost the same, 3.0 ns per acquire+release pair. The price of FIFO:
+   a loop cycles through the cached objects (up to 64, at most 256 KiB) instead of reusing the
+   hottest one, so a caller who touches whole large buffers works from L2 rather than L1.
+   The fast paths touch only this struct's first 80 bytes, a ring slot, the object's state byte and
+   p->seq (release).
    `guard`: the pool has a max, so a thief may empty this ring (steal); the owner then brackets every
    ring access with the busy/steal handshake. A pool without max never steals and skips it.
    Release hint: the chunk of the last release (hbase/hslots/hst copied from its rec) while the
