@@ -565,6 +565,26 @@ PK_POOL__FN void pk_pool__cpu_relax(unsigned *spins)
     if (++*spins > 64) sched_yield();
 }
 
+/* The pool struct and the thread caches have fields read on every call: each gets cache lines of
+   its own (start and end rounded to 64 bytes), so no neighbouring allocation's writes share them.
+   The pointer PK_MALLOC returned is kept just below the aligned block. */
+PK_POOL__FN void *pk_pool__alloc64(size_t n)
+{
+    unsigned char *m = (unsigned char *)PK_MALLOC(((n + 63) & ~(size_t)63) + 64 + sizeof(void *));
+    unsigned char *a;
+    if (!m) return NULL;
+    a = (unsigned char *)(((uintptr_t)m + sizeof(void *) + 63) & ~(uintptr_t)63);
+    memcpy(a - sizeof(void *), &m, sizeof m);
+    return a;
+}
+PK_POOL__FN void pk_pool__free64(void *a)
+{
+    void *m;
+    if (!a) return;
+    memcpy(&m, (unsigned char *)a - sizeof(void *), sizeof m);
+    PK_FREE(m);
+}
+
 /* ---- the address table ---- */
 
 static inline uint64_t pk_pool__hash(uint64_t k) { return k * 0x9E3779B97F4A7C15ull; }
@@ -901,7 +921,7 @@ PK_POOL__FN void pk_pool__unref(pk_pool *p)
 {
     if (__atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         pthread_mutex_destroy(&p->mu);
-        PK_FREE(p);
+        pk_pool__free64(p);
     }
 }
 
@@ -924,7 +944,7 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
                 if (pk_pool__tl[w].c == c) pk_pool__tl[w].gen = 0;
             if (pk_pool__tl1.c == c) pk_pool__memo_clear();
             pk_pool__unref(c->pool);
-            PK_FREE(c);
+            pk_pool__free64(c);
             continue;
         }
         pc = &c->tnext;
@@ -933,7 +953,7 @@ PK_POOL__FN PK_POOL__NOINLINE pk_pool__cache *pk_pool__cache_get(pk_pool *p)
         if (pthread_setspecific(pk_pool__key, (void *)&pk_pool__tl_keyed) != 0) return NULL;
         pk_pool__tl_keyed = 1;
     }
-    c = (pk_pool__cache *)PK_MALLOC(sizeof(pk_pool__cache) + p->cache_cap * sizeof(pk_pool__pair));
+    c = (pk_pool__cache *)pk_pool__alloc64(sizeof(pk_pool__cache) + p->cache_cap * sizeof(pk_pool__pair));
     if (!c) return NULL;
     memset(c, 0, sizeof(pk_pool__cache) + p->cache_cap * sizeof(pk_pool__pair)); /* empty slots are NULL */
     c->objs = (pk_pool__pair *)(void *)(c + 1);
@@ -1096,7 +1116,7 @@ PK_POOL__FN void pk_pool__thread_exit(void *arg)
             pk_pool__trim(p);
         }
         pthread_mutex_unlock(&p->mu);
-        PK_FREE(c);
+        pk_pool__free64(c);
         pk_pool__unref(p);
     }
 }
@@ -1135,11 +1155,11 @@ PK_POOL_DEF int pk_pool_create(pk_pool **out, const pk_pool_config *cfg)
     if (cfg->max && cfg->prealloc > cfg->max) return -EINVAL;
     stride = (cfg->size + align - 1) & ~(align - 1);
     pthread_once(&pk_pool__once, pk_pool__init_once);
-    p = (pk_pool *)PK_MALLOC(sizeof *p);
+    p = (pk_pool *)pk_pool__alloc64(sizeof *p);
     if (!p) return -ENOMEM;
     memset(p, 0, sizeof *p);
     if (pthread_mutex_init(&p->mu, NULL) != 0) {
-        PK_FREE(p);
+        pk_pool__free64(p);
         return -ENOMEM;
     }
     p->gen = __atomic_add_fetch(&pk_pool__gens, 1, __ATOMIC_RELAXED);
@@ -1182,7 +1202,7 @@ PK_POOL_DEF int pk_pool_create(pk_pool **out, const pk_pool_config *cfg)
     p->tab = pk_pool__tab_new(16);
     if (!p->tab) {
         pthread_mutex_destroy(&p->mu);
-        PK_FREE(p);
+        pk_pool__free64(p);
         return -ENOMEM;
     }
     /* prealloc: chunks, then init each object (no other thread can see p yet) */
@@ -1251,7 +1271,7 @@ PK_POOL_DEF void pk_pool_destroy(pk_pool *p)
     for (pc = &pk_pool__tl_list; (c = *pc) != NULL; pc = &c->tnext)
         if (c->pool == p) {
             *pc = c->tnext;
-            PK_FREE(c);
+            pk_pool__free64(c);
             __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL); /* the pool's own ref still holds it */
             break;
         }
