@@ -163,7 +163,7 @@
    address never mix), then to its list of caches. Release finds the object's state byte by address arithmetic on
    the chunk of its previous release (the "hint", see Slabs), so the hot release does no table
    lookup. An empty or full cache moves half its capacity at once to or from a shared depot under
-   the pool's mutex. Memory cost: about 128 + 16 * PK_POOL_CACHE bytes (1.2 KiB) per thread per pool,
+   the pool's mutex. Memory cost: about 280 + 16 * PK_POOL_CACHE bytes (1.3 KiB) per thread per pool,
    plus the objects it holds. With `max` set the cache shrinks to max/8 (no cache when that is below
    4), so that small pools rarely need to reclaim, and its calls take the handshake below (a few ns
    more); pools with a reset callback also take a slightly longer path (reset is a call anyway).
@@ -176,7 +176,7 @@
    Thread exit: a pthread key destructor hands the thread's cached objects back to each live pool.
    Pool destroyed first: the pool struct is reference-counted by the caches; destroy takes every
    cached object back, and a cache left in another thread is freed by that thread at its exit (or
-   when it next makes a cache) — about 1.2 KiB per such thread until then.
+   when it next makes a cache) — about 1.3 KiB per such thread until then.
    Approximations (stated by the contract): idle objects in thread caches are not counted against
    max_idle, so up to PK_POOL_CACHE more idle objects per thread may be kept; peak_in_use is sampled
    when a thread goes to the depot and at stats_get, so it may miss up to PK_POOL_CACHE per thread.
