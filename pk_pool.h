@@ -1301,8 +1301,11 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
             pk_pool__pair e = p->dep[--p->ndep];
             obj = e.obj;
             PK_POOL__ST(*e.st, (unsigned char)PK_POOL__LENT);
+            /* the caller's object counts toward the batch: cap/2 objects in all, as a batch of fresh
+               slots is, so batches that went through the depot keep to one state line (with 32
+               per line, a 33rd object would share another thread's line and bounce it) */
             if (c)
-                while (p->ndep && pk_pool__c_count(c) < c->cap / 2) pk_pool__c_push(c, p->dep[--p->ndep]);
+                while (p->ndep && pk_pool__c_count(c) + 1 < c->cap / 2) pk_pool__c_push(c, p->dep[--p->ndep]);
             break;
         }
         want = (c && !p->init) ? c->cap / 2 : 1;
