@@ -281,14 +281,16 @@ typedef struct pk_cache__ghost {
     uint32_t stamp; /* ghost clock when it entered */
 } pk_cache__ghost;
 
-/* Field order matters for threads: a hit writes only the first line (lock, hits) plus, for LRU,
-   the second (q[0]); with two threads every line a hit writes moves between cores. */
+/* Field order matters for threads: with two threads every line a hit writes moves between
+   cores. A hit writes the lock, hits and, for LRU, q[0]'s head/tail pointers: on glibc (a 40-byte
+   mutex) all in the first line. slots and mask, read by every call, sit in the second line, which
+   only puts and removals write. */
 typedef struct pk_cache__shard_fields {
     pthread_mutex_t lock; /* protects every field below and the entries linked here */
-    pk_cache__slot *slots;
-    size_t mask;                /* table capacity - 1 (capacity is a power of two) */
     uint64_t hits;
     pk_cache__queue q[2];       /* LRU uses q[0]; S3-FIFO q[SMALL], q[MAIN] */
+    pk_cache__slot *slots;
+    size_t mask;                /* table capacity - 1 (capacity is a power of two) */
     size_t count, bytes;        /* entries and bytes charged */
     size_t max_entries, max_bytes; /* this shard's share; SIZE_MAX = unbounded */
     pk_cache__entry *spare;     /* a dead entry kept for the next put to reuse, or NULL; atomic */
