@@ -14,8 +14,11 @@
    too. OpenMP's idle team spins (GOMP_SPINCOUNT, milliseconds) and pk's idle workers spin for up to
    50 us: a thread still spinning from one side's trial would steal a core from the other side's.
    So after every trial the benchmark waits until the process uses no CPU (quiesce(): process CPU
-   time stops growing over 2 ms), and each side runs with its own spinning intact but never against
-   the other's. Build: cc -O2 -fopenmp -DPK_HAVE_OPENMP bench/bench_exec.c -pthread */
+   time stops growing over 10 ms, see there why not less): every trial of either side starts with
+   its threads asleep and pays its own wake-up, and never runs against the other side's spinning.
+   Both sides run their measures in the same order, so each pair of figures compared starts from
+   the same cache contents (the 16 MB array fits the 32 MB L3; the previous measure decides what is
+   in each core's L2). Build: cc -O2 -fopenmp -DPK_HAVE_OPENMP bench/bench_exec.c -pthread */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -113,16 +116,22 @@ static uint64_t cpu_ns(void)
            (uint64_t)ru.ru_stime.tv_sec * 1000000000u + (uint64_t)ru.ru_stime.tv_usec * 1000u;
 }
 
-/* Waits until no thread of the process burns CPU (spinning pools gone to sleep), up to 300 ms. */
+/* Waits until no thread of the process burns CPU (spinning pools gone to sleep), up to 300 ms.
+   The window must be longer than the kernel's accounting tick: the CPU time of a thread running on
+   another CPU is only brought up to date at a tick or a context switch, so a 2 ms window read a
+   still-spinning OpenMP team as idle (measured here: ~20 us of CPU reported for a 2 ms window in
+   which libgomp's worker spun throughout, then ~4 ms at once in the next). With 2 ms windows the
+   OpenMP trials ran with their team still spinning (no wake-up to pay), pk's with its workers
+   asleep: the comparison favoured OpenMP. 10 ms windows (> 2 ticks at 250 Hz) see a spinner. */
 static void quiesce(void)
 {
     uint64_t t_end = bench_now_ns() + 300000000u;
     if (bench_smoke()) return;
     while (bench_now_ns() < t_end) {
         uint64_t c0 = cpu_ns();
-        struct timespec ts = {0, 2000000};
+        struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
-        if (cpu_ns() - c0 < 200000) return; /* < 10% of one CPU over 2 ms */
+        if (cpu_ns() - c0 < 1000000) return; /* < 10% of one CPU over 10 ms */
     }
 }
 
@@ -308,7 +317,7 @@ int main(void)
                 quiesce();
                 v[0][1][t] = omp_dynamic1_ns(n_item, 1) / (double)n_item;
                 quiesce();
-                v[1][1][t] = omp_guided_ns(n_guided, 0, 1) / (double)n_guided;
+                v[6][1][t] = omp_guided_ptr_ns(n_guided, 1) / (double)n_guided;
                 quiesce();
                 v[2][1][t] = omp_guided_ns(n_uneven, 1, 1) / (double)n_uneven;
                 quiesce();
@@ -316,8 +325,8 @@ int main(void)
                 quiesce();
                 v[4][1][t] = omp_region_ns(n_small, 1, reps_region / 4);
                 quiesce();
+                v[1][1][t] = omp_guided_ns(n_guided, 0, 1) / (double)n_guided;
                 v[5][1][t] = v[1][1][t];
-                v[6][1][t] = omp_guided_ptr_ns(n_guided, 1) / (double)n_guided;
 #endif
             }
         }
