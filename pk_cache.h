@@ -97,7 +97,8 @@
    PK_CACHE_LRU (default): exact least-recently-used order within a shard; with shards == 1 it is
    exact LRU for the whole cache. A hit relinks the entry (cheap, but it writes).
    PK_CACHE_S3FIFO: S3-FIFO (Yang et al., SOSP'23): new keys enter a small probation FIFO (1% of
-   the shard; the paper's 10% measured worse together with the admission filter below); keys
+   the shard, not the paper's 10%: with the admission filter below, the benchmark's Zipf trace with
+   a scan measured 1.106x Belady's miss ratio with 1% and 1.112x with 10%); keys
    evicted from it are remembered in a ghost set and re-enter straight into the main FIFO; main
    entries carry a 2-bit use counter and get another round while it is nonzero. A hit only bumps
    that counter, so hits never relink. On top of it a TinyLFU frequency sketch
@@ -609,7 +610,16 @@ static void pk_cache__prefetch_ghost(pk_cache__shard_fields *s, uint64_t h)
    less than a main entry, and the ghost already filters them); a ghost and sketch twice the
    table (AUX 2) gained 1.110 -> 1.106. Neither helped further: 4x, sketch halving windows 16x to
    256x capacity, counters in disjoint nibble groups, counting saturated hits, doorkeeping first
-   misses, admitting every miss by sketch, picking main's victim as the least frequent of 2-8. */
+   misses, admitting every miss by sketch, picking main's victim as the least frequent of 2-8.
+   Nor did these (second round, same trace): probation 3% / 5% / 10% (1.108 / 1.109 / 1.112 against
+   1.106 at 1%), a 3-bit use counter (1.106), counting every hit (1.107), admitting on equal
+   estimates (1.109), a victim that wins the comparison going to main's tail (1.106), ghost hits
+   entering main unfiltered while probation is over its share (1.122), ghost and sketch 8x or 32x
+   the table (1.105). The structure is not what limits it: replacing the sketch by exact counts of
+   every request since the start and main's CLOCK by exact LFU (evict the least requested main
+   entry, compare every newcomer against it) measured 1.105 with the benchmark's 64 shards and
+   1.104 with one. The rest of the way to the static oracle (1.081, which knows the whole trace's
+   counts in advance) is what an online policy pays to learn which keys are popular. */
 
 static int pk_cache__ghost_take(pk_cache__shard_fields *s, uint64_t h)
 {
