@@ -4,7 +4,9 @@
    Measures (ratios are pk / peer, lower is better):
      1. per-item cost at grain 1            vs  #pragma omp for schedule(dynamic,1)
      2. automatic grain, uniform tiny items vs  schedule(guided)
-     3. automatic grain, uneven items       vs  schedule(guided)
+     3. automatic grain, uneven items       vs  schedule(guided), in both forms as for tiny items: pk's
+                                                range fn against OpenMP's inlined loop body, and pk's
+                                                item fn against OpenMP calling the same function
      4. small map fork/join latency         vs  an OpenMP parallel-for region of the same size
      5. 32 blocking 10 ms items             vs  one item's time (target <= 1.5), a thread per item,
                                                 and sequential
@@ -71,6 +73,14 @@ static int uneven_item(void *ctx, size_t i)
     return 0;
 }
 
+static int uneven_range(void *ctx, size_t b, size_t e)
+{
+    size_t i;
+    (void)ctx;
+    for (i = b; i < e; i++) data[i] = uneven_work(data[i], i);
+    return 0;
+}
+
 static int tiny_range(void *ctx, size_t b, size_t e)
 {
     size_t i;
@@ -93,6 +103,7 @@ static int us_item(void *ctx, size_t i)
 /* the item function reached through a pointer the compiler cannot see through, for OpenMP to call
    the very same per-item function pk calls */
 static int (*volatile item_ptr)(void *, size_t) = tiny_item;
+static int (*volatile uneven_ptr)(void *, size_t) = uneven_item;
 
 static int sleep_item(void *ctx, size_t i)
 {
@@ -197,13 +208,13 @@ static double omp_guided_ns(size_t n, int uneven, int reps)
     return (double)(bench_now_ns() - t0) / reps;
 }
 
-static double omp_guided_ptr_ns(size_t n, int reps)
+static double omp_guided_ptr_ns(size_t n, int (*volatile *fp)(void *, size_t), int reps)
 {
     uint64_t t0 = bench_now_ns();
     int r;
     for (r = 0; r < reps; r++) {
         long i;
-        int (*f)(void *, size_t) = item_ptr;
+        int (*f)(void *, size_t) = *fp;
 #pragma omp parallel for schedule(guided)
         for (i = 0; i < (long)n; i++) f(NULL, (size_t)i);
     }
@@ -304,7 +315,9 @@ int main(void)
                 quiesce();
                 v[1][0][t] = pk_map_ns(n_guided, tiny_item, 0, 1) / (double)n_guided;
                 quiesce();
-                v[2][0][t] = pk_map_ns(n_uneven, uneven_item, 0, 1) / (double)n_uneven;
+                v[2][0][t] = pk_range_ns(n_uneven, uneven_range, 1) / (double)n_uneven;
+                quiesce();
+                v[7][0][t] = pk_map_ns(n_uneven, uneven_item, 0, 1) / (double)n_uneven;
                 quiesce();
                 v[3][0][t] = pk_map_ns(n_small, tiny_item, 0, reps_region);
                 quiesce();
@@ -317,9 +330,11 @@ int main(void)
                 quiesce();
                 v[0][1][t] = omp_dynamic1_ns(n_item, 1) / (double)n_item;
                 quiesce();
-                v[6][1][t] = omp_guided_ptr_ns(n_guided, 1) / (double)n_guided;
+                v[6][1][t] = omp_guided_ptr_ns(n_guided, &item_ptr, 1) / (double)n_guided;
                 quiesce();
                 v[2][1][t] = omp_guided_ns(n_uneven, 1, 1) / (double)n_uneven;
+                quiesce();
+                v[7][1][t] = omp_guided_ptr_ns(n_uneven, &uneven_ptr, 1) / (double)n_uneven;
                 quiesce();
                 v[3][1][t] = omp_region_ns(n_small, 0, reps_region);
                 quiesce();
@@ -333,21 +348,22 @@ int main(void)
     }
     {
         /* order of the lines: the three targeted loop measures first */
-        static const int order[7] = {0, 5, 6, 2, 4, 3, 1};
-        static const char *names[7] = {"per-item cost, grain 1",
+        static const int order[8] = {0, 5, 6, 2, 7, 4, 3, 1};
+        static const char *names[8] = {"per-item cost, grain 1",
                                        "auto grain, 4M tiny items, item fn",
-                                       "auto grain, 40k uneven items",
+                                       "auto grain, 40k uneven items, range fn",
                                        "fork/join, 1 tiny item per thread",
                                        "fork/join, 1 item of 1 us per thread",
                                        "auto grain, 4M tiny items, range fn",
-                                       "auto grain, 4M tiny items, item fn"};
-        static const char *peers[7] = {"OpenMP dynamic,1", "OpenMP guided inlined", "OpenMP guided",
+                                       "auto grain, 4M tiny items, item fn",
+                                       "auto grain, 40k uneven items, item fn"};
+        static const char *peers[8] = {"OpenMP dynamic,1", "OpenMP guided inlined", "OpenMP guided inlined",
                                        "OpenMP parallel for", "OpenMP parallel for", "OpenMP guided inlined",
-                                       "OpenMP guided, same fn"};
-        static const char *units[7] = {"ns/item", "ns/item", "ns/item", "ns/map", "ns/map", "ns/item", "ns/item"};
-        static const char *targets[7] = {"<= 1.0", "-", "<= 1.0", "<= 1.0", "<= 1.0", "<= 1.0", "<= 1.0"};
+                                       "OpenMP guided, same fn", "OpenMP guided, same fn"};
+        static const char *units[8] = {"ns/item", "ns/item", "ns/item", "ns/map", "ns/map", "ns/item", "ns/item", "ns/item"};
+        static const char *targets[8] = {"<= 1.0", "-", "<= 1.0", "<= 1.0", "<= 1.0", "<= 1.0", "<= 1.0", "<= 1.0"};
         int k;
-        for (k = 0; k < 7; k++) {
+        for (k = 0; k < 8; k++) {
             double pk;
             m = order[k];
             pk = bench_median(v[m][0], trials);
