@@ -77,10 +77,15 @@ int main(void)
         Runs fn(ctx, i) for i in [0, n) and returns when every item has run or been skipped.
         - At most opts->concurrency items run at once (0 = every worker plus the caller). The calling
           thread runs items itself; idle workers join as helpers, up to concurrency - 1 of them.
-        - Items are claimed in grains from one shared cursor (one atomic add per claim). grain 0 =
-          automatic, guided-style: each claim takes max(1, remaining / (2 * participants)), so a
+        - Items are claimed in grains. Each participant claims from its own share of [0, n) (a range
+          in its own cache line, so a claim is one uncontended compare-and-swap) and, when its share
+          runs out, steals the upper half of the largest share left: no participant idles while
+          unclaimed items remain, and at grain 1 the claims do not bounce a shared line between
+          cores. Items therefore start roughly in index order within each share, not overall.
+          grain 0 = automatic: each claim takes half of what is left of the claimer's share, so a
           million tiny items cost a few dozen claims while the last claims are single items that
-          even out uneven ones. A fixed grain g takes g indices per claim.
+          even out uneven ones. A fixed grain g takes g indices per claim, starting on a multiple
+          of g.
         - errors (optional, n entries) receives each item's result; skipped items get -ECANCELED.
         - Return: 0 if every item that ran returned 0, else the result of the lowest-indexed item
           that ran and failed. Skipped items are not failures.
@@ -97,7 +102,7 @@ int main(void)
         when every worker is busy in an outer map: a map's caller runs its items itself and waits
         only for helpers that have already taken items, never for a worker to become free. Helpers
         are an optimisation, never a requirement. The same holds for maps called from submitted tasks.
-        Hot path: per claim one atomic add; per item one indirect call plus, only when asked for,
+        Hot path: per claim one compare-and-swap on the claimer's own line; per item one indirect call plus, only when asked for,
         an errors[] store, a fail-fast flag load and a progress counter add. No allocation, no
         lock, no system call when workers are already awake (spinning).
    int  pk_exec_map_range(pk_exec *e, size_t n, pk_exec_range_fn fn, void *ctx, const pk_exec_map_opts *o)
@@ -342,19 +347,21 @@ PK_EXEC_DEF uint64_t pk_exec_now_ns(void);
 
    Two kinds of work share the workers:
 
-   MAPS. A map is a pk_exec__job: a cursor that participants advance with one atomic add per claim,
-   plus the map's parameters and its result record. A map that wants helpers copies itself into one
-   of 64 slots inside the pool and "opens" it; a map that does not (concurrency 1, one item, or all
-   slots taken) runs its job on the caller's stack, never seen by workers. Slots live in pool memory,
-   so a worker may look at a slot at any time without a lock and without ever touching memory that
-   was freed: that is what lets helpers join and leave with atomics only.
-   Slot state word (the only thing helpers race on):  seq:32 | OPEN:1 | max_helpers:15 | helpers:16
+   MAPS. A map is a pk_exec__job: up to 8 cells of unclaimed index ranges, one per participant
+   (shared when there are more), plus the map's parameters and its result record. A participant
+   claims from its own cell and steals half of the fullest cell when its own is empty (see
+   pk_exec__cell). A map that wants helpers copies itself into one of 64 slots inside the pool and
+   "opens" it; a map that does not (concurrency 1, one item, or all slots taken) runs its job on the
+   caller's stack, never seen by workers. Slots live in pool memory, so a worker may look at a slot
+   at any time without a lock and without ever touching memory that was freed: that is what lets
+   helpers join and leave with atomics only.
+   Slot state word (what helpers race on to join and leave):  seq:32 | OPEN:1 | max_helpers:15 | helpers:16
      - the owner opens the slot with a new seq, OPEN and max_helpers and helpers 0 (release);
      - a helper joins by CAS helpers -> helpers + 1 while OPEN and helpers < max_helpers; the CAS
        compares the whole word, so a stale view of an earlier map in that slot (other seq) fails;
      - a helper reads the job only after joining, and leaves by an atomic decrement, after which it
        touches nothing of the job (the owner may reuse the slot at once);
-     - the owner clears OPEN when the cursor is exhausted and waits until helpers is 0: then every
+     - the owner clears OPEN when every cell is empty and waits until helpers is 0: then every
        item's side effects are visible to it (acquire) and the slot is released.
    A slot's owner waiting too long sleeps on map_cv; a leaving helper that sees helpers reach 0 and
    `waiting` set broadcasts it (Dekker pair: helper decrements then loads waiting, owner stores
@@ -374,14 +381,27 @@ PK_EXEC_DEF uint64_t pk_exec_now_ns(void);
 #define PK_EXEC__OPEN ((uint64_t)1 << 31)
 #define PK_EXEC__HELPERS(s) ((unsigned)((s) & 0xffffu))
 #define PK_EXEC__MAXH(s) ((unsigned)(((s) >> 16) & 0x7fffu))
-#define PK_EXEC__MAX_ITEMS (((uint64_t)1) << 51) /* cursor + overshoot of 4097 participants fits 64 bits */
+#define PK_EXEC__MAX_ITEMS (((uint64_t)1) << 51) /* documented bound of n */
+
+/* Each participant claims from its own cell (a range of unclaimed units, one cache line), so a
+   claim is an uncontended CAS on a line that stays in its core; a participant whose cell is empty
+   steals the upper half of the fullest cell. Units are grains (fixed grain) or items (automatic),
+   so every claim starts on a multiple of the grain. */
+#define PK_EXEC__CELLS 8
+
+typedef struct pk_exec__cell {
+    uint64_t w; /* atomic: first unclaimed unit << 32 | end unit; empty when first >= end */
+    char pad[64 - sizeof(uint64_t)];
+} pk_exec__cell;
 
 typedef struct pk_exec__job {
-    uint64_t next;     /* atomic cursor: first unclaimed index (may overshoot n) */
-    char pad0[64 - sizeof(uint64_t)];
+    pk_exec__cell cell[PK_EXEC__CELLS];
     uint64_t n;
+    uint64_t unit;     /* items per unit: the grain, or 1 when automatic (more if n needs it) */
     size_t grain;      /* fixed grain, or 0 = automatic */
-    size_t div;        /* automatic grain = remaining / div */
+    unsigned ncells;   /* cells in use: min(PK_EXEC__CELLS, participants) */
+    unsigned joins;    /* atomic: helpers that joined; helper k uses cell k % ncells, the owner 0 */
+    int alone;         /* no helpers: a claim takes everything */
     pk_exec_fn fn;     /* per item, or NULL when range_fn is set */
     pk_exec_range_fn range_fn;
     void *ctx;
@@ -530,6 +550,13 @@ static void pk_exec__cancel(pk_exec__job *j, uint64_t a, uint64_t b)
     if (j->progress) pk_exec__report(j, (size_t)(b - a));
 }
 
+#define PK_EXEC__LO(w) ((w) >> 32)
+#define PK_EXEC__HI(w) ((w) & 0xffffffffu)
+#define PK_EXEC__RANGE(lo, hi) ((uint64_t)(lo) << 32 | (uint64_t)(hi))
+
+/* Items of the units [a, b). */
+static uint64_t pk_exec__item(const pk_exec__job *j, uint64_t u) { return u * j->unit < j->n ? u * j->unit : j->n; }
+
 static void pk_exec__fail(pk_exec__job *j, uint64_t i, int rc)
 {
     pk_exec__spin_lock(&j->fail_lock);
@@ -539,74 +566,156 @@ static void pk_exec__fail(pk_exec__job *j, uint64_t i, int rc)
     }
     pk_exec__spin_unlock(&j->fail_lock);
     if (j->fail_fast) {
-        uint64_t old;
+        unsigned c;
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
-        /* take every unclaimed index at once; whoever claimed before us sees `failed` per item */
-        old = PK_EXEC__XCHG(&j->next, j->n);
-        if (old < j->n) pk_exec__cancel(j, old, j->n);
+        /* take every unclaimed unit at once; whoever claimed before us sees `failed` per item, and
+           a thief holding a stolen range sees it before its first claim from that range */
+        for (c = 0; c < j->ncells; c++) {
+            uint64_t w = PK_EXEC__XCHG(&j->cell[c].w, (uint64_t)0);
+            if (PK_EXEC__LO(w) < PK_EXEC__HI(w))
+                pk_exec__cancel(j, pk_exec__item(j, PK_EXEC__LO(w)), pk_exec__item(j, PK_EXEC__HI(w)));
+        }
     }
 }
 
-/* The loop every participant runs (hot). `s` is the map's slot, or NULL when it runs alone. */
-static void pk_exec__close(pk_exec *e, pk_exec__slot *s);
-static void pk_exec__run_items(pk_exec *e, pk_exec__slot *s, pk_exec__job *j)
+/* Claims units from a cell: one unit with a fixed grain; automatic: half of what is left (all of it
+   when alone), so a cell's claims shrink geometrically and the last ones are single items. */
+static int pk_exec__claim(pk_exec__job *j, pk_exec__cell *c, uint64_t *a, uint64_t *b)
 {
-    /* the job's fields in locals: fn is opaque, so the compiler would reload them per item */
-    const uint64_t n = j->n, grain = j->grain, div = j->div;
+    uint64_t w = PK_EXEC__LDR(&c->w);
+    for (;;) {
+        uint64_t lo = PK_EXEC__LO(w), hi = PK_EXEC__HI(w), take;
+        if (lo >= hi) return 0;
+        take = j->grain ? 1 : j->alone ? hi - lo : (hi - lo + 1) / 2;
+        if (__atomic_compare_exchange_n(&c->w, &w, PK_EXEC__RANGE(lo + take, hi), 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            *a = lo;
+            *b = lo + take;
+            return 1;
+        }
+    }
+}
+
+/* Takes the upper half (at least one unit) of the fullest cell. 0: every cell is empty. */
+static int pk_exec__steal(pk_exec__job *j, uint64_t *a, uint64_t *b)
+{
+    for (;;) {
+        unsigned c, best = 0;
+        uint64_t best_w = 0, most = 0;
+        for (c = 0; c < j->ncells; c++) {
+            uint64_t w = PK_EXEC__LDR(&j->cell[c].w);
+            if (PK_EXEC__LO(w) < PK_EXEC__HI(w) && PK_EXEC__HI(w) - PK_EXEC__LO(w) > most) {
+                most = PK_EXEC__HI(w) - PK_EXEC__LO(w);
+                best = c;
+                best_w = w;
+            }
+        }
+        if (!most) return 0;
+        {
+            uint64_t lo = PK_EXEC__LO(best_w), hi = PK_EXEC__HI(best_w), mid = lo + most / 2;
+            if (__atomic_compare_exchange_n(&j->cell[best].w, &best_w, PK_EXEC__RANGE(lo, mid), 0, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED)) {
+                *a = mid;
+                *b = hi;
+                return 1;
+            }
+        }
+    }
+}
+
+/* Runs the units [ua, ub): fixed grain, one grain at a time; automatic, as one range. */
+static void pk_exec__run_units(pk_exec__job *j, uint64_t ua, uint64_t ub)
+{
+    const uint64_t grain = j->grain ? j->grain : UINT64_MAX;
+    uint64_t start = pk_exec__item(j, ua), stop = pk_exec__item(j, ub);
     pk_exec_fn const fn = j->fn;
     void *const ctx = j->ctx;
     int *const errors = j->errors;
-    const int fail_fast = j->fail_fast, plain = !errors && !fail_fast && !j->progress;
-    for (;;) {
-        uint64_t g = grain, start, end, i;
-        if (!g) {
-            uint64_t cur = PK_EXEC__LDR(&j->next);
-            if (cur >= n) break;
-            g = (n - cur) / div;
-            if (!g) g = 1;
+    const int fail_fast = j->fail_fast;
+    if (!errors && !fail_fast && !j->progress && fn) { /* the common case: nothing to record but failures */
+        uint64_t i;
+        for (i = start; i < stop; i++) {
+            int rc = fn(ctx, (size_t)i);
+            if (rc) pk_exec__fail(j, i, rc);
         }
-        start = __atomic_fetch_add(&j->next, g, __ATOMIC_RELAXED);
-        if (start >= n) break;
-        end = g < n - start ? start + g : n;
+        return;
+    }
+    while (start < stop) {
+        uint64_t end = stop - start > grain ? start + grain : stop, i;
+        if (fail_fast && __atomic_load_n(&j->failed, __ATOMIC_RELAXED)) {
+            pk_exec__cancel(j, start, stop);
+            return;
+        }
         if (j->range_fn) {
-            int rc;
-            if (fail_fast && __atomic_load_n(&j->failed, __ATOMIC_RELAXED)) {
-                pk_exec__cancel(j, start, end);
-                continue;
-            }
-            rc = j->range_fn(ctx, (size_t)start, (size_t)end);
+            int rc = j->range_fn(ctx, (size_t)start, (size_t)end);
             if (errors)
                 for (i = start; i < end; i++) errors[i] = rc;
             if (rc) pk_exec__fail(j, start, rc);
             if (j->progress) pk_exec__report(j, (size_t)(end - start));
-            continue;
-        }
-        if (plain) { /* the common case: nothing to record but failures */
+        } else {
             for (i = start; i < end; i++) {
-                int rc = fn(ctx, (size_t)i);
+                int rc;
+                if (fail_fast && __atomic_load_n(&j->failed, __ATOMIC_RELAXED)) {
+                    pk_exec__cancel(j, i, stop);
+                    return;
+                }
+                rc = fn(ctx, (size_t)i);
+                if (errors) errors[i] = rc;
                 if (rc) pk_exec__fail(j, i, rc);
+                if (j->progress) pk_exec__report(j, 1);
             }
-            continue;
         }
-        for (i = start; i < end; i++) {
-            int rc;
-            if (fail_fast && __atomic_load_n(&j->failed, __ATOMIC_RELAXED)) {
-                pk_exec__cancel(j, i, end);
-                break;
-            }
-            rc = fn(ctx, (size_t)i);
-            if (errors) errors[i] = rc;
-            if (rc) pk_exec__fail(j, i, rc);
-            if (j->progress) pk_exec__report(j, 1);
+        start = end;
+    }
+}
+
+/* The loop every participant runs (hot). `s` is the map's slot, or NULL when it runs alone; `me`
+   the participant's number (owner 0). */
+static void pk_exec__close(pk_exec *e, pk_exec__slot *s);
+static void pk_exec__run_items(pk_exec *e, pk_exec__slot *s, pk_exec__job *j, unsigned me)
+{
+    pk_exec__cell *own = &j->cell[me % j->ncells];
+    uint64_t a, b;
+    for (;;) {
+        if (!pk_exec__claim(j, own, &a, &b)) {
+            uint64_t expect = PK_EXEC__LDR(&own->w);
+            if (!pk_exec__steal(j, &a, &b)) break;
+            /* make the stolen range ours to claim from (and for others to steal from); if a
+               participant sharing this cell refilled it meanwhile, run the range as one claim */
+            if (b - a > 1 && PK_EXEC__LO(expect) >= PK_EXEC__HI(expect) &&
+                __atomic_compare_exchange_n(&own->w, &expect, PK_EXEC__RANGE(a, b), 0, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
+                continue;
         }
+        pk_exec__run_units(j, a, b);
     }
     /* nothing left to claim: no more helpers wanted (else idle workers would keep joining) */
     if (s) pk_exec__close(e, s);
 }
 
+/* Sets up a job of n items over ncells cells (the units split evenly between them). */
+static void pk_exec__job_init(pk_exec__job *j, uint64_t n, size_t grain, unsigned ncells)
+{
+    uint64_t unit = grain ? grain : 1, units, c;
+    memset(j, 0, sizeof *j);
+    if ((n + unit - 1) / unit > 0xffffffffu) { /* units must fit 32 bits: bigger units */
+        uint64_t k = ((n + unit - 1) / unit + 0xfffffffeu) / 0xffffffffu;
+        unit *= k;
+    }
+    units = (n + unit - 1) / unit;
+    j->n = n;
+    j->unit = unit;
+    j->grain = grain;
+    j->ncells = ncells;
+    j->alone = ncells == 1;
+    for (c = 0; c < ncells; c++)
+        j->cell[c].w = PK_EXEC__RANGE(units * c / ncells, units * (c + 1) / ncells);
+    j->fail_idx = UINT64_MAX;
+}
+
 /* ---- maps: helpers ------------------------------------------------------------------------------ */
 
-/* Stops helpers from joining. Done by the first participant that finds the cursor exhausted, and
+/* Stops helpers from joining. Done by the first participant that finds every cell empty, and
    by the owner (again) before it waits: the slot cannot be reused meanwhile, because the caller is
    a joined helper or the owner. */
 static void pk_exec__close(pk_exec *e, pk_exec__slot *s)
@@ -639,7 +748,7 @@ static int pk_exec__help_one(pk_exec *e)
         open &= open - 1;
         while ((st & PK_EXEC__OPEN) && PK_EXEC__HELPERS(st) < PK_EXEC__MAXH(st)) {
             if (__atomic_compare_exchange_n(&s->state, &st, st + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-                pk_exec__run_items(e, s, &s->job);
+                pk_exec__run_items(e, s, &s->job, __atomic_add_fetch(&s->job.joins, 1, __ATOMIC_RELAXED));
                 pk_exec__leave(e, s);
                 return 1;
             }
@@ -1007,7 +1116,7 @@ static int pk_exec__map(pk_exec *e, size_t n, pk_exec_fn fn, pk_exec_range_fn rf
     nthreads = PK_EXEC__LDR(&e->nthreads);
     if (!concurrency) concurrency = nthreads + 1;
     maxh = concurrency - 1 < nthreads ? concurrency - 1 : nthreads;
-    if (maxh > 4096) maxh = 4096; /* fits the state word, and the cursor bound of MAX_ITEMS */
+    if (maxh > 4096) maxh = 4096; /* fits the state word */
     grain = opts ? opts->grain : 0;
     if (grain > n) grain = n;
     {
@@ -1029,17 +1138,13 @@ static int pk_exec__map(pk_exec *e, size_t n, pk_exec_fn fn, pk_exec_range_fn rf
             }
         }
     }
-    memset(j, 0, sizeof *j);
-    j->n = n;
-    j->grain = grain;
-    j->div = s ? 2 * ((size_t)maxh + 1) : 1; /* alone: one claim takes all */
+    pk_exec__job_init(j, n, grain, s ? (maxh + 1 < PK_EXEC__CELLS ? maxh + 1 : PK_EXEC__CELLS) : 1);
     j->fn = fn;
     j->range_fn = rfn;
     j->ctx = ctx;
     j->errors = opts ? opts->errors : NULL;
     j->fail_fast = opts ? opts->fail_fast : 0;
     j->progress = opts ? opts->progress : NULL;
-    j->fail_idx = UINT64_MAX;
     if (s) {
         uint64_t seq = (PK_EXEC__LDR(&s->state) >> 32) + 1;
         PK_EXEC__ADDR(&e->maps_helped, 1);
@@ -1049,7 +1154,7 @@ static int pk_exec__map(pk_exec *e, size_t n, pk_exec_fn fn, pk_exec_range_fn rf
         PK_EXEC__ADD(&e->gen, 1);
         pk_exec__wake(e, maxh);
     }
-    pk_exec__run_items(e, s, j);
+    pk_exec__run_items(e, s, j, 0);
     if (s) {
         if (PK_EXEC__HELPERS(PK_EXEC__LDA(&s->state))) {
             uint64_t t0 = 0;
@@ -1143,15 +1248,11 @@ PK_EXEC_DEF int pk_exec_parallel_map(size_t n, pk_exec_fn fn, void *ctx, unsigne
         /* no helper wanted, or no pool could be made: run on the caller alone, same results */
         pk_exec__job j;
         if ((uint64_t)n > PK_EXEC__MAX_ITEMS) return -EINVAL;
-        memset(&j, 0, sizeof j);
-        j.n = n;
-        j.div = 1;
-        j.grain = n;
+        pk_exec__job_init(&j, n, 0, 1);
         j.fn = fn;
         j.ctx = ctx;
         j.errors = errors;
-        j.fail_idx = UINT64_MAX;
-        pk_exec__run_items(NULL, NULL, &j);
+        pk_exec__run_items(NULL, NULL, &j, 0);
         return j.fail_idx == UINT64_MAX ? 0 : j.fail_rc;
     }
     return pk_exec__map(e, n, fn, NULL, ctx, &o, concurrency);

@@ -1318,6 +1318,159 @@ static void test_map_range(void)
     free(errs);
 }
 
+/* ---- how items are claimed: per-participant cells, stealing, grain alignment ---------------------- */
+
+typedef struct tile_ctx {
+    pthread_mutex_t mu;
+    size_t grain, n;
+    uint64_t (*r)[2]; /* the ranges seen */
+    size_t nr, cap;
+    int misaligned;
+} tile_ctx;
+
+static int tile_fn(void *ctx, size_t b, size_t e)
+{
+    tile_ctx *c = (tile_ctx *)ctx;
+    pthread_mutex_lock(&c->mu);
+    if (c->grain && (b % c->grain != 0 || (e - b != c->grain && e != c->n))) c->misaligned++;
+    if (c->nr < c->cap) {
+        c->r[c->nr][0] = b;
+        c->r[c->nr][1] = e;
+    }
+    c->nr++;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const uint64_t *x = (const uint64_t *)a, *y = (const uint64_t *)b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* The ranges tile [0, n) exactly: sorted, each begins where the previous ended. */
+static int tiles(tile_ctx *c)
+{
+    size_t k;
+    uint64_t at = 0;
+    if (c->nr > c->cap) return 0;
+    qsort(c->r, c->nr, sizeof c->r[0], cmp_range);
+    for (k = 0; k < c->nr; k++) {
+        if (c->r[k][0] != at || c->r[k][1] <= c->r[k][0]) return 0;
+        at = c->r[k][1];
+    }
+    return at == c->n;
+}
+
+static void test_claims(void)
+{
+    static const size_t grains[] = {1, 2, 3, 5, 8, 64};
+    static const unsigned concs[] = {2, 3, 5, 8, 9, 17};
+    pk_exec *e;
+    pk_exec_config cfg;
+    tile_ctx c;
+    pk_exec_map_opts o;
+    size_t gi, ci, n;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 16; /* more participants than cells: cells are shared */
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    c.cap = 1 << 16;
+    c.r = (uint64_t(*)[2])malloc(c.cap * sizeof c.r[0]);
+    /* fixed grains: every range starts on a multiple of the grain and is a whole grain but the last */
+    for (n = 1; n <= 1000; n = n * 3 + 1)
+        for (gi = 0; gi < sizeof grains / sizeof grains[0]; gi++)
+            for (ci = 0; ci < sizeof concs / sizeof concs[0]; ci++) {
+                c.grain = grains[gi];
+                c.n = n;
+                c.nr = 0;
+                c.misaligned = 0;
+                memset(&o, 0, sizeof o);
+                o.grain = grains[gi];
+                o.concurrency = concs[ci];
+                PK_CHECK_EQ(pk_exec_map_range(e, n, tile_fn, &c, &o), 0);
+                PK_CHECK_MSG(c.misaligned == 0 && tiles(&c), "n %zu grain %zu conc %u: %d misaligned, tiling %d", n,
+                             grains[gi], concs[ci], c.misaligned, tiles(&c));
+            }
+    /* automatic grain over more items than 32-bit units hold: units grow, the ranges still tile,
+       and there are few of them */
+    for (ci = 0; ci < sizeof concs / sizeof concs[0]; ci++) {
+        c.grain = 0;
+        c.n = (size_t)1 << 40;
+        c.nr = 0;
+        memset(&o, 0, sizeof o);
+        o.concurrency = concs[ci];
+        PK_CHECK_EQ(pk_exec_map_range(e, c.n, tile_fn, &c, &o), 0);
+        PK_CHECK_MSG(tiles(&c) && c.nr < 5000, "2^40 items, conc %u: %zu ranges, tiling %d", concs[ci], c.nr, tiles(&c));
+    }
+    /* a fixed grain whose units would not fit 32 bits: a unit is several grains, claimed at once
+       but still handed to fn one grain at a time */
+    {
+        pk_exec__job j;
+        pk_exec__job_init(&j, (uint64_t)1 << 51, (size_t)1 << 18, 4);
+        PK_CHECK_EQ(j.unit, (uint64_t)3 << 18); /* 2^33 grains: 3 grains a unit to fit 32 bits */
+        PK_CHECK_EQ(PK_EXEC__HI(j.cell[3].w), ((uint64_t)1 << 33) / 3 + 1);
+        PK_CHECK_EQ(pk_exec__item(&j, PK_EXEC__HI(j.cell[3].w)), (uint64_t)1 << 51);
+        j.range_fn = tile_fn;
+        j.ctx = &c;
+        c.grain = (size_t)1 << 18;
+        c.n = (size_t)1 << 51;
+        c.nr = 0;
+        c.misaligned = 0;
+        pk_exec__run_units(&j, 5, 7);
+        PK_CHECK_EQ(c.nr, 6);
+        PK_CHECK_EQ(c.misaligned, 0);
+        PK_CHECK_EQ(c.r[0][0], (uint64_t)15 << 18);
+        PK_CHECK_EQ(c.r[5][1], (uint64_t)21 << 18);
+    }
+    free(c.r);
+    pthread_mutex_destroy(&c.mu);
+    pk_exec_destroy(e);
+}
+
+/* A participant whose cell runs dry steals: with one slow item at the start of the owner's cell,
+   the helpers still finish everything else, and each participant runs items of several cells. */
+static int slow_first(void *ctx, size_t i)
+{
+    int *who = (int *)ctx;
+    static int ids;
+    static __thread int me;
+    if (!me) me = __atomic_add_fetch(&ids, 1, __ATOMIC_RELAXED);
+    if (i == 0) {
+        uint64_t t0 = pk_test_now_ns();
+        while (pk_test_now_ns() - t0 < 20000000u) {
+        }
+    }
+    who[i] = me;
+    return 0;
+}
+
+static void test_stealing(void)
+{
+    pk_exec *e;
+    pk_exec_config cfg;
+    pk_exec_map_opts o;
+    size_t n = 4000, i, other = 0;
+    int *who = (int *)calloc(n, sizeof(int));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 1;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    memset(&o, 0, sizeof o);
+    o.grain = 1;
+    o.concurrency = 2;
+    PK_CHECK_EQ(pk_exec_map(e, n, slow_first, who, &o), 0);
+    /* the owner's cell is [0, 2000): while it spins 20 ms in item 0, the helper (which joins
+       within that time on any machine that runs this test) finishes its own cell and steals the
+       rest of the owner's */
+    for (i = 1; i < n / 2; i++)
+        if (who[i] != who[0]) other++;
+    if (!slow_mode()) PK_CHECK_MSG(other > n / 4, "only %zu items of the owner's cell ran elsewhere", other);
+    for (i = 0; i < n; i++) PK_CHECK(who[i] != 0);
+    pk_exec_destroy(e);
+    free(who);
+}
+
 /* ---- fairness between maps and queued tasks; an idle pool sleeps ---------------------------------- */
 
 static int busy_item(void *ctx, size_t i)
@@ -1428,6 +1581,8 @@ int main(void)
     PK_TEST(test_many_callers);
     PK_TEST(test_parallel_map);
     PK_TEST(test_map_range);
+    PK_TEST(test_claims);
+    PK_TEST(test_stealing);
     PK_TEST(test_maps_do_not_starve_tasks);
     PK_TEST(test_idle_pool_sleeps);
     return pk_test_main_end();
