@@ -82,10 +82,10 @@ int main(void)
           runs out, steals the upper half of the largest share left: no participant idles while
           unclaimed items remain, and at grain 1 the claims do not bounce a shared line between
           cores. Items therefore start roughly in index order within each share, not overall.
-          grain 0 = automatic: each claim takes half of what is left of the claimer's share, so a
-          million tiny items cost a few dozen claims while the last claims are single items that
-          even out uneven ones. A fixed grain g takes g indices per claim, starting on a multiple
-          of g.
+          grain 0 = automatic: each claim takes max(1, what is left of the claimer's share / (2 x
+          the participants sharing it)), so a million tiny items cost a few dozen claims, the last
+          claims are single items that even out uneven ones, and n blocking items at concurrency n
+          all start at once. A fixed grain g takes g indices per claim, starting on a multiple of g.
         - errors (optional, n entries) receives each item's result; skipped items get -ECANCELED.
         - Return: 0 if every item that ran returned 0, else the result of the lowest-indexed item
           that ran and failed. Skipped items are not failures.
@@ -400,6 +400,7 @@ typedef struct pk_exec__job {
     uint64_t unit;     /* items per unit: the grain, or 1 when automatic (more if n needs it) */
     size_t grain;      /* fixed grain, or 0 = automatic */
     unsigned ncells;   /* cells in use: min(PK_EXEC__CELLS, participants) */
+    unsigned share;    /* participants per cell, rounded up */
     unsigned joins;    /* atomic: helpers that joined; helper k uses cell k % ncells, the owner 0 */
     int alone;         /* no helpers: a claim takes everything */
     pk_exec_fn fn;     /* per item, or NULL when range_fn is set */
@@ -578,15 +579,17 @@ static void pk_exec__fail(pk_exec__job *j, uint64_t i, int rc)
     }
 }
 
-/* Claims units from a cell: one unit with a fixed grain; automatic: half of what is left (all of it
-   when alone), so a cell's claims shrink geometrically and the last ones are single items. */
+/* Claims units from a cell: one unit with a fixed grain; automatic: max(1, left / (2 x the cell's
+   participants)) (all of it when alone), so a cell's claims shrink geometrically, the last ones are
+   single items, and n blocking items at concurrency n all start at once. */
 static int pk_exec__claim(pk_exec__job *j, pk_exec__cell *c, uint64_t *a, uint64_t *b)
 {
     uint64_t w = PK_EXEC__LDR(&c->w);
     for (;;) {
         uint64_t lo = PK_EXEC__LO(w), hi = PK_EXEC__HI(w), take;
         if (lo >= hi) return 0;
-        take = j->grain ? 1 : j->alone ? hi - lo : (hi - lo + 1) / 2;
+        take = j->grain ? 1 : j->alone ? hi - lo : (hi - lo) / (2 * j->share);
+        if (!take) take = 1;
         if (__atomic_compare_exchange_n(&c->w, &w, PK_EXEC__RANGE(lo + take, hi), 0, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED)) {
             *a = lo;
@@ -693,9 +696,11 @@ static void pk_exec__run_items(pk_exec *e, pk_exec__slot *s, pk_exec__job *j, un
     if (s) pk_exec__close(e, s);
 }
 
-/* Sets up a job of n items over ncells cells (the units split evenly between them). */
-static void pk_exec__job_init(pk_exec__job *j, uint64_t n, size_t grain, unsigned ncells)
+/* Sets up a job of n items for up to `participants`, over min(participants, PK_EXEC__CELLS) cells
+   (the units split evenly between them). */
+static void pk_exec__job_init(pk_exec__job *j, uint64_t n, size_t grain, unsigned participants)
 {
+    const unsigned ncells = participants < PK_EXEC__CELLS ? participants : PK_EXEC__CELLS;
     uint64_t unit = grain ? grain : 1, units, c;
     memset(j, 0, sizeof *j);
     if ((n + unit - 1) / unit > 0xffffffffu) { /* units must fit 32 bits: bigger units */
@@ -707,7 +712,8 @@ static void pk_exec__job_init(pk_exec__job *j, uint64_t n, size_t grain, unsigne
     j->unit = unit;
     j->grain = grain;
     j->ncells = ncells;
-    j->alone = ncells == 1;
+    j->share = (participants + ncells - 1) / ncells;
+    j->alone = participants == 1;
     for (c = 0; c < ncells; c++)
         j->cell[c].w = PK_EXEC__RANGE(units * c / ncells, units * (c + 1) / ncells);
     j->fail_idx = UINT64_MAX;
@@ -1138,7 +1144,7 @@ static int pk_exec__map(pk_exec *e, size_t n, pk_exec_fn fn, pk_exec_range_fn rf
             }
         }
     }
-    pk_exec__job_init(j, n, grain, s ? (maxh + 1 < PK_EXEC__CELLS ? maxh + 1 : PK_EXEC__CELLS) : 1);
+    pk_exec__job_init(j, n, grain, s ? maxh + 1 : 1);
     j->fn = fn;
     j->range_fn = rfn;
     j->ctx = ctx;
