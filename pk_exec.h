@@ -79,9 +79,10 @@ int main(void)
           thread runs items itself; idle workers join as helpers, up to concurrency - 1 of them.
         - Items are claimed in grains. Each participant claims from its own share of [0, n) (a range
           in its own cache line, so a claim is one uncontended compare-and-swap) and, when its share
-          runs out, steals the upper half of the largest share left: no participant idles while
+          runs out, steals the lower half of the largest share left: no participant idles while
           unclaimed items remain, and at grain 1 the claims do not bounce a shared line between
-          cores. Items therefore start roughly in index order within each share, not overall.
+          cores. Items start in index order within each share, not overall; a caller that no
+          helper joins runs them all in index order, like a loop.
           grain 0 = automatic: each claim takes max(1, what is left of the claimer's share / (2 x
           the participants sharing it)), so a million tiny items cost a few dozen claims, the last
           claims are single items that even out uneven ones, and n blocking items at concurrency n
@@ -385,7 +386,7 @@ PK_EXEC_DEF uint64_t pk_exec_now_ns(void);
 
 /* Each participant claims from its own cell (a range of unclaimed units, one cache line), so a
    claim is an uncontended CAS on a line that stays in its core; a participant whose cell is empty
-   steals the upper half of the fullest cell. Units are grains (fixed grain) or items (automatic),
+   steals the lower half of the fullest cell. Units are grains (fixed grain) or items (automatic),
    so every claim starts on a multiple of the grain. */
 #define PK_EXEC__CELLS 8
 
@@ -599,7 +600,8 @@ static int pk_exec__claim(pk_exec__job *j, pk_exec__cell *c, uint64_t *a, uint64
     }
 }
 
-/* Takes the upper half (at least one unit) of the fullest cell. 0: every cell is empty. */
+/* Takes the lower half (at least one unit) of the fullest cell. 0: every cell is empty. The lower
+   half, so that a participant left alone runs every item in index order, as a loop would. */
 static int pk_exec__steal(pk_exec__job *j, uint64_t *a, uint64_t *b)
 {
     for (;;) {
@@ -615,11 +617,11 @@ static int pk_exec__steal(pk_exec__job *j, uint64_t *a, uint64_t *b)
         }
         if (!most) return 0;
         {
-            uint64_t lo = PK_EXEC__LO(best_w), hi = PK_EXEC__HI(best_w), mid = lo + most / 2;
-            if (__atomic_compare_exchange_n(&j->cell[best].w, &best_w, PK_EXEC__RANGE(lo, mid), 0, __ATOMIC_RELAXED,
+            uint64_t lo = PK_EXEC__LO(best_w), hi = PK_EXEC__HI(best_w), mid = lo + (most + 1) / 2;
+            if (__atomic_compare_exchange_n(&j->cell[best].w, &best_w, PK_EXEC__RANGE(mid, hi), 0, __ATOMIC_RELAXED,
                                             __ATOMIC_RELAXED)) {
-                *a = mid;
-                *b = hi;
+                *a = lo;
+                *b = mid;
                 return 1;
             }
         }
