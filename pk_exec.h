@@ -292,6 +292,7 @@ PK_EXEC_DEF uint64_t pk_exec_now_ns(void);
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -424,6 +425,7 @@ typedef struct pk_exec__slot {
     int waiting;    /* atomic: the owner sleeps on map_cv until helpers reach 0 */
     char pad0[64 - sizeof(uint64_t) - sizeof(int)];
     pk_exec__job job;
+    char pad1[64 - sizeof(pk_exec__job) % 64]; /* slots (and so cells) stay 64-byte aligned */
 } pk_exec__slot;
 
 typedef struct pk_exec__task {
@@ -443,6 +445,8 @@ typedef struct pk_exec__fifo {
 } pk_exec__fifo;
 
 struct pk_exec {
+    pk_exec__slot slots[PK_EXEC__SLOTS]; /* first: the pool is 64-byte aligned, and so are they */
+    void *mem;              /* the allocation the pool was aligned in */
     pthread_mutex_t mu;     /* protects everything marked (mu) */
     pthread_cond_t work_cv; /* idle workers sleep here */
     pthread_cond_t idle_cv; /* wait_idle and destroy wait here */
@@ -479,8 +483,6 @@ struct pk_exec {
     uint64_t submitted, completed, dropped_timeout, dropped_displaced, rejected_full, rejected_expired;
     uint64_t started, wait_ns_total, wait_ns_max, run_ns_total;
     uint64_t maps, map_items, maps_helped; /* atomic, relaxed */
-
-    pk_exec__slot slots[PK_EXEC__SLOTS];
 };
 
 /* Set in each worker for its life, and around on_drop calls made by submit: identifies "a call from
@@ -698,18 +700,20 @@ static void pk_exec__run_items(pk_exec *e, pk_exec__slot *s, pk_exec__job *j, un
     if (s) pk_exec__close(e, s);
 }
 
-/* Sets up a job of n items for up to `participants`, over min(participants, PK_EXEC__CELLS) cells
-   (the units split evenly between them). */
+/* Sets up a job of n items for up to `participants`, the units split evenly between
+   min(participants, PK_EXEC__CELLS, units / 16) cells (at least one): a small map shares one cell,
+   since its few claims cost less than the cache lines more cells would move between cores. */
 static void pk_exec__job_init(pk_exec__job *j, uint64_t n, size_t grain, unsigned participants)
 {
-    const unsigned ncells = participants < PK_EXEC__CELLS ? participants : PK_EXEC__CELLS;
     uint64_t unit = grain ? grain : 1, units, c;
-    memset(j, 0, sizeof *j);
+    unsigned ncells = participants < PK_EXEC__CELLS ? participants : PK_EXEC__CELLS;
+    memset(&j->n, 0, sizeof *j - offsetof(pk_exec__job, n)); /* the cells in use are set below */
     if ((n + unit - 1) / unit > 0xffffffffu) { /* units must fit 32 bits: bigger units */
         uint64_t k = ((n + unit - 1) / unit + 0xfffffffeu) / 0xffffffffu;
         unit *= k;
     }
     units = (n + unit - 1) / unit;
+    if (ncells > units / 16) ncells = units / 16 ? (unsigned)(units / 16) : 1;
     j->n = n;
     j->unit = unit;
     j->grain = grain;
@@ -1043,23 +1047,26 @@ static void pk_exec__free(pk_exec *e)
     pthread_cond_destroy(&e->work_cv);
     pthread_mutex_destroy(&e->mu);
     PK_FREE(e->threads);
-    PK_FREE(e);
+    PK_FREE(e->mem);
 }
 
 static int pk_exec__create(pk_exec **out, const pk_exec_config *cfg, unsigned cap)
 {
     pk_exec *e;
+    void *mem;
     unsigned threads = cfg && cfg->threads ? cfg->threads : pk_exec__ncpu();
     int rc;
     if (!out) return -EINVAL;
     if (threads > PK_EXEC_MAX_THREADS) return -EINVAL;
     if (cap < threads) cap = threads;
-    e = (pk_exec *)PK_MALLOC(sizeof *e);
-    if (!e) return -ENOMEM;
+    mem = PK_MALLOC(sizeof *e + 63);
+    if (!mem) return -ENOMEM;
+    e = (pk_exec *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
     memset(e, 0, sizeof *e);
+    e->mem = mem;
     e->threads = (pthread_t *)PK_MALLOC(sizeof(pthread_t) * cap);
     if (!e->threads) {
-        PK_FREE(e);
+        PK_FREE(mem);
         return -ENOMEM;
     }
     if (pthread_mutex_init(&e->mu, NULL) != 0) goto fail_mu;
@@ -1091,7 +1098,7 @@ fail_work:
     pthread_mutex_destroy(&e->mu);
 fail_mu:
     PK_FREE(e->threads);
-    PK_FREE(e);
+    PK_FREE(mem);
     return -ENOMEM;
 }
 
