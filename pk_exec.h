@@ -103,9 +103,10 @@ int main(void)
         when every worker is busy in an outer map: a map's caller runs its items itself and waits
         only for helpers that have already taken items, never for a worker to become free. Helpers
         are an optimisation, never a requirement. The same holds for maps called from submitted tasks.
-        Hot path: per claim one compare-and-swap on the claimer's own line; per item one indirect call plus, only when asked for,
-        an errors[] store, a fail-fast flag load and a progress counter add. No allocation, no
-        lock, no system call when workers are already awake (spinning).
+        Hot path: per claim one compare-and-swap on the claimer's own cache line; per item one
+        indirect call plus, only when asked for, an errors[] store, a fail-fast flag load and a
+        progress counter add. No allocation, no lock, no system call when workers are already
+        awake (spinning).
    int  pk_exec_map_range(pk_exec *e, size_t n, pk_exec_range_fn fn, void *ctx, const pk_exec_map_opts *o)
         The same, but fn(ctx, begin, end) gets each claimed grain [begin, end) in one call: for items
         so small (a few ns) that one indirect call per item would cost more than the item, and so
@@ -401,7 +402,7 @@ typedef struct pk_exec__job {
     uint64_t n;
     uint64_t unit;     /* items per unit: the grain, or 1 when automatic (more if n needs it) */
     size_t grain;      /* fixed grain, or 0 = automatic */
-    unsigned ncells;   /* cells in use: min(PK_EXEC__CELLS, participants) */
+    unsigned ncells;   /* cells in use (see pk_exec__job_init) */
     unsigned share;    /* participants per cell, rounded up */
     unsigned joins;    /* atomic: helpers that joined; helper k uses cell k % ncells, the owner 0 */
     int alone;         /* no helpers: a claim takes everything */
@@ -558,7 +559,7 @@ static void pk_exec__cancel(pk_exec__job *j, uint64_t a, uint64_t b)
 #define PK_EXEC__HI(w) ((w) & 0xffffffffu)
 #define PK_EXEC__RANGE(lo, hi) ((uint64_t)(lo) << 32 | (uint64_t)(hi))
 
-/* Items of the units [a, b). */
+/* The first item of unit u (n for the end). */
 static uint64_t pk_exec__item(const pk_exec__job *j, uint64_t u) { return u * j->unit < j->n ? u * j->unit : j->n; }
 
 static void pk_exec__fail(pk_exec__job *j, uint64_t i, int rc)
