@@ -248,7 +248,8 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
    Where the time goes (100k entries, more than the CPU cache holds): a get hit is the two misses
    above; a put that evicts is the new key's slot miss plus the victim's entry, slot and successor,
    which the previous eviction in that shard already prefetched (the victim is always a queue
-   head). Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
+   head). S3-FIFO's put reads the new key's ghost cell only after evicting, so that the cell's
+   prefetch has landed by then. Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
    PK_CACHE__SPARE_MAX bytes) and the next put of about that size refills it under the lock: a
    full cache of similar entries then runs without malloc and free. Otherwise an evicted entry
    nobody pins is freed without a locked instruction. */
@@ -793,7 +794,7 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
                                     pk_cache__entry **victims)
 {
     size_t i = pk_cache__find(s, e->hash, pk_cache__key(e), e->klen), charge = pk_cache__charge(e);
-    int queue = PK_CACHE__SMALL, q;
+    int queue = PK_CACHE__SMALL, q, full;
     unsigned char freq = 0;
     if (i != (size_t)-1) {
         pk_cache__entry *old = s->slots[i].e;
@@ -803,16 +804,9 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
         s->updates++;
     } else {
         s->inserts++;
-        /* S3-FIFO: a key remembered by the ghost goes straight to main, unless main is full
-           and TinyLFU prefers main's victim. */
-        if (c->policy == PK_CACHE_S3FIFO && pk_cache__ghost_take(s, e->hash)) {
-            queue = PK_CACHE__MAIN;
-            if (s->q[PK_CACHE__MAIN].head && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes) &&
-                pk_cache__sketch_get(s, e->hash) <= pk_cache__sketch_get(s, pk_cache__main_victim(s)->hash))
-                queue = PK_CACHE__SMALL;
-        }
     }
-    if (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes)) {
+    full = s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes;
+    if (s->count && full) {
         do
             pk_cache__evict_one(c, s, victims);
         while (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes));
@@ -828,6 +822,15 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
             if (v->next) PK_CACHE__PREFETCH(v->next);
             if (s->ghost) PK_CACHE__PREFETCH(&s->ghost[(size_t)pk_cache__h2(v->hash) & pk_cache__aux_mask(s)]);
         }
+    }
+    /* S3-FIFO: a key remembered by the ghost goes straight to main, unless main was full and
+       TinyLFU prefers main's victim. Looked up after the evictions, which give the ghost cell's
+       prefetch (issued at the start of the put) time to land. */
+    if (i == (size_t)-1 && c->policy == PK_CACHE_S3FIFO && pk_cache__ghost_take(s, e->hash)) {
+        queue = PK_CACHE__MAIN;
+        if (full && s->q[PK_CACHE__MAIN].head &&
+            pk_cache__sketch_get(s, e->hash) <= pk_cache__sketch_get(s, pk_cache__main_victim(s)->hash))
+            queue = PK_CACHE__SMALL;
     }
     e->queue = (unsigned char)queue;
     e->freq = freq;

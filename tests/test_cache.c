@@ -877,6 +877,36 @@ static void test_scan_resistance(void)
     }
 }
 
+/* S3-FIFO's ghost: keys that left probation unused and come back soon go to main, where a later
+   one-off scan (which only churns probation) leaves them alone. If the ghost admission broke, they
+   would re-enter probation and the scan would flush them like any one-off key. */
+static void test_ghost_admission(void)
+{
+    pk_cache *c = mk(1000, 0, 1, PK_CACHE_S3FIFO, NULL);
+    int i, kept = 0;
+    char k[32];
+    for (i = 0; i < 2000; i++) { /* a_0..a_1000 pass through probation into the ghost */
+        sprintf(k, "a%d", i);
+        if (!has(c, k, NULL)) put_s(c, k, "v");
+    }
+    for (i = 100; i < 200; i++) { /* asked for again: remembered by the ghost */
+        sprintf(k, "a%d", i);
+        PK_CHECK(!has(c, k, NULL));
+        put_s(c, k, "v");
+    }
+    for (i = 0; i < 5000; i++) { /* a one-off scan, 5x the cache */
+        sprintf(k, "scan%d", i);
+        if (!has(c, k, NULL)) put_s(c, k, "v");
+    }
+    for (i = 100; i < 200; i++) {
+        sprintf(k, "a%d", i);
+        kept += has(c, k, NULL);
+    }
+    /* the ghost is direct-mapped: a few of them lost their cell to a later key */
+    PK_CHECK_MSG(kept >= 70, "S3-FIFO kept %d of 100 keys that came back from the ghost", kept);
+    pk_cache_destroy(c);
+}
+
 /* ---- threads mixing every call ---- */
 
 typedef struct thr {
@@ -1197,6 +1227,7 @@ int main(void)
     PK_TEST(test_snapshot_roundtrip);
     PK_TEST(test_snapshot_damage);
     PK_TEST(test_scan_resistance);
+    PK_TEST(test_ghost_admission);
     PK_TEST(test_threads);
     PK_TEST(test_concurrent_saves);
     PK_TEST(test_alloc_sweep);
