@@ -851,26 +851,43 @@ static void test_snapshot_damage(void)
 
 /* ---- S3-FIFO keeps a hot set through a scan that flushes LRU ---- */
 
+/* Puts n one-off keys ("scan0", "scan1", ...), each after a missed get, as a cache user would. */
+static void scan_once(pk_cache *c, int n)
+{
+    char k[32];
+    int i;
+    for (i = 0; i < n; i++) {
+        sprintf(k, "scan%d", i);
+        if (!has(c, k, NULL)) put_s(c, k, "v");
+    }
+}
+
+/* How many of the keys <prefix><from> .. <prefix><to - 1> are in the cache. */
+static int count_present(pk_cache *c, const char *prefix, int from, int to)
+{
+    char k[32];
+    int i, n = 0;
+    for (i = from; i < to; i++) {
+        sprintf(k, "%s%d", prefix, i);
+        n += has(c, k, NULL);
+    }
+    return n;
+}
+
 static void test_scan_resistance(void)
 {
     int policy;
     for (policy = 0; policy < 2; policy++) {
         pk_cache *c = mk(1000, 0, 1, policy, NULL);
-        int round, i, kept = 0;
+        int round, i, kept;
         char k[32];
         for (round = 0; round < 5; round++) /* a hot set of 200 keys, used repeatedly */
             for (i = 0; i < 200; i++) {
                 sprintf(k, "hot%d", i);
                 if (!has(c, k, NULL)) put_s(c, k, "v");
             }
-        for (i = 0; i < 20000; i++) { /* a one-off scan, 20x the cache */
-            sprintf(k, "scan%d", i);
-            if (!has(c, k, NULL)) put_s(c, k, "v");
-        }
-        for (i = 0; i < 200; i++) {
-            sprintf(k, "hot%d", i);
-            kept += has(c, k, NULL);
-        }
+        scan_once(c, 20000); /* a one-off scan, 20x the cache */
+        kept = count_present(c, "hot", 0, 200);
         if (policy == PK_CACHE_LRU) PK_CHECK_EQ(kept, 0);
         else PK_CHECK_MSG(kept >= 190, "S3-FIFO kept %d of 200 hot keys", kept);
         pk_cache_destroy(c);
@@ -883,7 +900,7 @@ static void test_scan_resistance(void)
 static void test_ghost_admission(void)
 {
     pk_cache *c = mk(1000, 0, 1, PK_CACHE_S3FIFO, NULL);
-    int i, kept = 0;
+    int i, kept;
     char k[32];
     for (i = 0; i < 2000; i++) { /* a_0..a_1000 pass through probation into the ghost */
         sprintf(k, "a%d", i);
@@ -894,14 +911,8 @@ static void test_ghost_admission(void)
         PK_CHECK(!has(c, k, NULL));
         put_s(c, k, "v");
     }
-    for (i = 0; i < 5000; i++) { /* a one-off scan, 5x the cache */
-        sprintf(k, "scan%d", i);
-        if (!has(c, k, NULL)) put_s(c, k, "v");
-    }
-    for (i = 100; i < 200; i++) {
-        sprintf(k, "a%d", i);
-        kept += has(c, k, NULL);
-    }
+    scan_once(c, 5000); /* a one-off scan, 5x the cache */
+    kept = count_present(c, "a", 100, 200);
     /* the ghost is direct-mapped: a few of them lost their cell to a later key */
     PK_CHECK_MSG(kept >= 70, "S3-FIFO kept %d of 100 keys that came back from the ghost", kept);
     pk_cache_destroy(c);
