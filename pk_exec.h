@@ -175,8 +175,9 @@ int main(void)
 
    LIMITS ---------------------------------------------------------------------------------------------
    Up to 64 maps per pool can have helpers at once; a map started while 64 others are running still
-   works, on its caller alone. threads <= PK_EXEC_MAX_THREADS. Memory: one pool is 16 KB plus 8 bytes
-   per thread (and each thread's stack); a queued task is one 64-byte node, recycled through a free
+   works, on its caller alone. threads <= PK_EXEC_MAX_THREADS. Memory: one pool is 49 KB (64 map
+   slots of 768 bytes, each with 8 claim cells on cache lines of their own) plus 8 bytes per thread
+   (and each thread's stack); a queued task is one 64-byte node, recycled through a free
    list (up to 1024 kept).
 
    CHOOSING threads AND concurrency ------------------------------------------------------------------
@@ -398,14 +399,13 @@ typedef struct pk_exec__cell {
 } pk_exec__cell;
 
 typedef struct pk_exec__job {
-    pk_exec__cell cell[PK_EXEC__CELLS];
+    pk_exec__cell cell[PK_EXEC__CELLS]; /* first: pk_exec__job_init clears from n on */
     uint64_t n;
     uint64_t unit;     /* items per unit: the grain, or 1 when automatic (more if n needs it) */
     size_t grain;      /* fixed grain, or 0 = automatic */
     unsigned ncells;   /* cells in use (see pk_exec__job_init) */
     unsigned share;    /* participants per cell, rounded up */
     unsigned joins;    /* atomic: helpers that joined; helper k uses cell k % ncells, the owner 0 */
-    int alone;         /* no helpers: a claim takes everything */
     pk_exec_fn fn;     /* per item, or NULL when range_fn is set */
     pk_exec_range_fn range_fn;
     void *ctx;
@@ -592,7 +592,7 @@ static int pk_exec__claim(pk_exec__job *j, pk_exec__cell *c, uint64_t *a, uint64
     for (;;) {
         uint64_t lo = PK_EXEC__LO(w), hi = PK_EXEC__HI(w), take;
         if (lo >= hi) return 0;
-        take = j->grain ? 1 : j->alone ? hi - lo : (hi - lo) / (2 * j->share);
+        take = j->grain ? 1 : j->ncells * j->share == 1 ? hi - lo : (hi - lo) / (2 * j->share);
         if (!take) take = 1;
         if (__atomic_compare_exchange_n(&c->w, &w, PK_EXEC__RANGE(lo + take, hi), 0, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED)) {
@@ -720,7 +720,6 @@ static void pk_exec__job_init(pk_exec__job *j, uint64_t n, size_t grain, unsigne
     j->grain = grain;
     j->ncells = ncells;
     j->share = (participants + ncells - 1) / ncells;
-    j->alone = participants == 1;
     for (c = 0; c < ncells; c++)
         j->cell[c].w = PK_EXEC__RANGE(units * c / ncells, units * (c + 1) / ncells);
     j->fail_idx = UINT64_MAX;
