@@ -90,7 +90,8 @@
    -------------
    Every function may be called from any thread at once, except destroy (nothing may use the cache
    during or after it; release pins before destroy). The cache is split into shards by key hash,
-   each with its own mutex; no lock is global. load takes all shard locks while it commits.
+   each with its own mutex (adaptive on glibc with more than one CPU: a busy shard is retried
+   briefly before sleeping); no lock is global. load takes all shard locks while it commits.
 
    POLICIES
    --------
@@ -870,6 +871,7 @@ PK_CACHE_DEF int pk_cache_create(pk_cache **out, const pk_cache_config *cfg)
 {
     pk_cache_config d;
     pk_cache *c;
+    pthread_mutexattr_t ma;
     unsigned n, i;
     if (!out) return -EINVAL;
     *out = NULL;
@@ -902,14 +904,24 @@ PK_CACHE_DEF int pk_cache_create(pk_cache **out, const pk_cache_config *cfg)
     c->user = d.user;
     c->clock_ns = d.clock_ns ? d.clock_ns : pk_cache__now_ns;
     c->seed = pk_cache__mix((uint64_t)(uintptr_t)c ^ pk_cache__now_ns(NULL));
+    pthread_mutexattr_init(&ma);
+#ifdef __GLIBC__
+    /* A shard is held for a few hundred nanoseconds, and blocking in the kernel and being woken
+       costs microseconds: glibc's adaptive mutex retries a busy lock for a while before sleeping.
+       With two threads, a hot key's shard otherwise keeps putting them to sleep (2-thread LRU gets
+       on Zipf keys, over 1 thread: 1.61x plain, 2.07x adaptive; medians of 15 paired runs). Not on one CPU, where the holder cannot
+       run while we spin. The uncontended path is the same compare-and-swap. */
+    if (sysconf(_SC_NPROCESSORS_ONLN) > 1) pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
     for (i = 0; i < n; i++) {
         pk_cache__shard_fields *s = &c->shards[i].f;
         s->max_entries = d.max_entries ? d.max_entries / n + (i < d.max_entries % n) : SIZE_MAX;
         s->max_bytes = d.max_bytes ? d.max_bytes / n + (i < d.max_bytes % n) : SIZE_MAX;
         s->mask = 7;
         s->recycle = d.on_remove == NULL;
-        pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->lock, &ma);
     }
+    pthread_mutexattr_destroy(&ma);
     for (i = 0; i < n; i++) {
         pk_cache__shard_fields *s = &c->shards[i].f;
         s->slots = (pk_cache__slot *)PK_MALLOC(8 * sizeof *s->slots);
