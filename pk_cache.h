@@ -247,12 +247,14 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
    threads on different shards share no written line.
 
    Where the time goes (100k entries, more than the CPU cache holds): a get hit is the two misses
-   above; a put that evicts is the new key's slot miss plus the victim's entry, slot and successor,
-   which the previous eviction in that shard already prefetched (the victim is always a queue
-   head). Those prefetches land: with one shard a put costs what it does when everything is in
-   cache (65-76 ns against 64); with 64 it costs about 120, each shard's lines going cold between
-   two of its puts. S3-FIFO's put reads the new key's ghost cell only after evicting, so that the cell's
-   prefetch has landed by then. Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
+   above; a put that evicts is the new key's slot miss plus the victim's lines (its slot, its
+   successor, and all of the victim, whose memory the next put refills), which the previous
+   eviction in that shard prefetched (the victim is always a queue head). With one shard a put
+   costs 65-76 ns (64 with everything in cache); with 64 shards about 100: prefetching only the
+   victim's first line left the refill's stores missing under the lock (paired runs: 0.81-0.89x
+   of that, e.g. 125 -> 102 ns). S3-FIFO's put also reads the new key's ghost cell, prefetched at
+   the start of the put and read after the evictions; even so the read costs about 35 ns (60
+   without the prefetch): a put is shorter than a miss. Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
    PK_CACHE__SPARE_MAX bytes) and the next put of about that size refills it under the lock: a
    full cache of similar entries then runs without malloc and free. Otherwise an evicted entry
    nobody pins is freed without a locked instruction. An LRU hit also writes its two neighbours'
@@ -579,8 +581,10 @@ static size_t pk_cache__aux_mask(const pk_cache__shard_fields *s) { return (s->m
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PK_CACHE__PREFETCH(p) __builtin_prefetch(p)
+#define PK_CACHE__PREFETCHW(p) __builtin_prefetch(p, 1)
 #else
 #define PK_CACHE__PREFETCH(p) ((void)(p))
+#define PK_CACHE__PREFETCHW(p) ((void)(p))
 #endif
 
 /* Hot path helper: starts loading the key's table slot before the lock is taken, so that the
@@ -818,16 +822,26 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
             pk_cache__evict_one(c, s, victims);
         while (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes));
         /* A full shard evicts on every insert, and its next victims are known: the queue heads,
-           just loaded by the unlinking. Start loading what the next eviction will touch (the
-           head's table slot and successor, in S3-FIFO its ghost cell) so that the next put finds
-           them in cache instead of making dependent misses. (Written out here: GCC drops a call
-           to a function that only prefetches.) */
+           just loaded by the unlinking. Start loading what the next eviction will touch so that
+           the next put finds it in cache instead of making dependent misses: the head's table
+           slot, its successor's header (both lines: malloc's 16-byte alignment lets a header
+           straddle two), in S3-FIFO its ghost cell, and the rest of the head itself: once
+           evicted it is refilled by a put as the spare, or freed and handed out again by malloc,
+           and the refill writes every line (without this, those stores missed under the lock).
+           (Written out here: GCC drops a call to a function that only prefetches.) */
         for (q = 0; q < 2; q++) {
             const pk_cache__entry *v = s->q[q].head;
+            uintptr_t line, last;
             if (!v) continue;
             PK_CACHE__PREFETCH(&s->slots[(size_t)v->hash & s->mask]);
-            if (v->next) PK_CACHE__PREFETCH(v->next);
+            if (v->next) {
+                PK_CACHE__PREFETCH(v->next);
+                PK_CACHE__PREFETCH((const char *)v->next + sizeof *v - 1);
+            }
             if (s->ghost) PK_CACHE__PREFETCH(&s->ghost[(size_t)pk_cache__h2(v->hash) & pk_cache__aux_mask(s)]);
+            last = (uintptr_t)v + (pk_cache__alloc_size(v->klen, v->vlen) < PK_CACHE__SPARE_MAX
+                                       ? pk_cache__alloc_size(v->klen, v->vlen) : PK_CACHE__SPARE_MAX) - 1;
+            for (line = ((uintptr_t)v | 63) + 1; line <= last; line += 64) PK_CACHE__PREFETCHW((const void *)line);
         }
     }
     /* S3-FIFO: a key remembered by the ghost goes straight to main, unless main was full and
