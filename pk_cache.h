@@ -253,8 +253,8 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
    costs 65-76 ns (64 with everything in cache); with 64 shards about 100: prefetching only the
    victim's first line left the refill's stores missing under the lock (paired runs: 0.81-0.89x
    of that, e.g. 125 -> 102 ns). S3-FIFO's put also reads the new key's ghost cell, prefetched at
-   the start of the put and read after the evictions; even so the read costs about 35 ns (60
-   without the prefetch): a put is shorter than a miss. Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
+   the start of the put and read after the evictions: that hides most of its miss (a cell always
+   in cache would save 2-10%; without the prefetch puts take 1.14-1.17x). Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
    PK_CACHE__SPARE_MAX bytes) and the next put of about that size refills it under the lock: a
    full cache of similar entries then runs without malloc and free. Otherwise an evicted entry
    nobody pins is freed without a locked instruction. An LRU hit also writes its two neighbours'
