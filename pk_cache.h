@@ -247,21 +247,22 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
    threads on different shards share no written line.
 
    Where the time goes (100k entries, more than the CPU cache holds): a get hit is the two misses
-   above; a put that evicts is the new key's slot miss plus the victim's lines (its slot, its
-   successor, and all of the victim, whose memory the next put refills), which the previous
-   eviction in that shard prefetched (the victim is always a queue head). With one shard a put
-   costs 65-76 ns (64 with everything in cache); with 64 shards about 100: prefetching only the
-   victim's first line left the refill's stores missing under the lock (paired runs: 0.81-0.89x
-   of that, e.g. 125 -> 102 ns). S3-FIFO's put also reads the new key's ghost cell, prefetched at
-   the start of the put and read after the evictions: that hides most of its miss (a cell always
-   in cache would save 2-10%; without the prefetch puts take 1.14-1.17x). Without on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
+   above; a put that evicts is the new key's slot miss plus the victim's lines (its slot and the
+   next line, its successor, and all of the victim, whose memory the next put refills), which the
+   previous eviction in that shard prefetched (the victim is always a queue head). With one shard
+   a put costs 65-76 ns (64 with everything in cache); with 64 shards about 100: prefetching only
+   the victim's first line left the refill's stores missing under the lock (paired runs:
+   0.81-0.89x of that, e.g. 125 -> 102 ns). S3-FIFO's put also reads the new key's ghost cell,
+   prefetched at the start of the put and read after the evictions: that hides most of its miss
+   (a cell always in cache would save 2-10%; without the prefetch puts take 1.14-1.17x). Without
+   on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
    PK_CACHE__SPARE_MAX bytes) and the next put of about that size refills it under the lock: a
    full cache of similar entries then runs without malloc and free. Otherwise an evicted entry
    nobody pins is freed without a locked instruction. An LRU hit also writes its two neighbours'
-   links; that costs less than a third miss (LRU hit 213 ns against S3-FIFO's 196 on the benchmark,
-   medians of 12). Deferring the relinking to a per-shard log applied in batches with the
-   neighbours prefetched (Caffeine's read buffer, kept exact) measured no gain (216 ns), so hits
-   relink at once. */
+   links; that costs less than a third miss (LRU hit 213 ns against S3-FIFO's 196 on the
+   benchmark, medians of 12). Deferring the relinking to a per-shard log applied in batches with
+   the neighbours prefetched (Caffeine's read buffer, kept exact) measured no gain (216 ns), so
+   hits relink at once. */
 
 typedef struct pk_cache__entry {
     struct pk_cache__entry *prev, *next; /* queue links; next also links the victim list */
@@ -826,8 +827,10 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
         /* A full shard evicts on every insert, and its next victims are known: the queue heads,
            just loaded by the unlinking. Start loading what the next eviction will touch so that
            the next put finds it in cache instead of making dependent misses: the head's table
-           slot, its successor's header (both lines: malloc's 16-byte alignment lets a header
-           straddle two), in S3-FIFO its ghost cell, and the rest of the head itself: once
+           slot and the line after it (deleting it shifts the run that follows up to an empty
+           slot; 0.94-1.0x the put time, median 0.96, 6 paired runs), its successor's header
+           (both lines: malloc's 16-byte alignment lets a header straddle two), in S3-FIFO its
+           ghost cell, and the rest of the head itself: once
            evicted it is refilled by a put as the spare, or freed and handed out again by malloc,
            and the refill writes every line (without this, those stores missed under the lock).
            (Written out here: GCC drops a call to a function that only prefetches.) */
@@ -835,7 +838,11 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
             const pk_cache__entry *v = s->q[q].head;
             uintptr_t line, last;
             if (!v) continue;
-            PK_CACHE__PREFETCH(&s->slots[(size_t)v->hash & s->mask]);
+            { /* its home slot's line, and the next (wrapping to the table's start) */
+                uintptr_t hs = (uintptr_t)&s->slots[(size_t)v->hash & s->mask], nl = (hs | 63) + 1;
+                PK_CACHE__PREFETCH((const void *)hs);
+                PK_CACHE__PREFETCH(nl < (uintptr_t)(s->slots + s->mask + 1) ? (const void *)nl : (const void *)s->slots);
+            }
             if (v->next) {
                 PK_CACHE__PREFETCH(v->next);
                 PK_CACHE__PREFETCH((const char *)v->next + sizeof *v - 1);
