@@ -171,7 +171,11 @@ int main(void)
    per pause instruction, at most as many spinning workers as online CPUs) and then sleeps on a
    condition variable; the caller of a map waiting for its last helpers does the same. This makes
    back-to-back maps start as fast as OpenMP's spinning teams, while an idle pool uses no CPU after
-   50 us. spin_ns = 1 effectively turns spinning off.
+   50 us. spin_ns = 1 effectively turns spinning off. On a virtual machine, a map that starts after
+   the other CPUs have idled for ~20 ms may find the kernel queueing its woken workers behind the
+   caller on the caller's CPU for a few ms (measured on a 2-vCPU KVM guest). A spin_ns longer than
+   the gaps between maps avoids that (OpenMP's teams spin for milliseconds), at the price of the
+   CPU those spins burn; blocking items then suffer (see the README).
 
    LIMITS ---------------------------------------------------------------------------------------------
    Up to 64 maps per pool can have helpers at once; a map started while 64 others are running still
