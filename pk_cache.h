@@ -825,18 +825,18 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
             pk_cache__evict_one(c, s, victims);
         while (s->count && (s->count + 1 > s->max_entries || s->bytes + charge > s->max_bytes));
         /* A full shard evicts on every insert, and its next victims are known: the queue heads,
-           just loaded by the unlinking. Start loading what the next eviction will touch so that
-           the next put finds it in cache instead of making dependent misses: the head's table
-           slot and the line after it (deleting it shifts the run that follows up to an empty
-           slot; 0.94-1.0x the put time, median 0.96, 6 paired runs), its successor's header
-           (both lines: malloc's 16-byte alignment lets a header straddle two), in S3-FIFO its
-           ghost cell, and the rest of the head itself: once
-           evicted it is refilled by a put as the spare, or freed and handed out again by malloc,
-           and the refill writes every line (without this, those stores missed under the lock).
-           (Written out here: GCC drops a call to a function that only prefetches.) */
+           just loaded by the unlinking. Start loading what the next eviction will touch so that the
+           next put finds it in cache instead of making dependent misses: the head's table slot and
+           the line after it (deleting it shifts the run that follows up to an empty slot; 0.94-1.0x
+           the put time, median 0.96, 6 paired runs), its successor's header (both lines: malloc's
+           16-byte alignment lets a header straddle two), in S3-FIFO its ghost cell, and the rest of
+           the head itself: once evicted it is refilled by a put as the spare, or freed and handed
+           out again by malloc, and the refill writes every line (without this, those stores missed
+           under the lock). (Written out here: GCC drops a call to a function that only prefetches.) */
         for (q = 0; q < 2; q++) {
             const pk_cache__entry *v = s->q[q].head;
             uintptr_t line, last;
+            size_t size;
             if (!v) continue;
             { /* its home slot's line, and the next (wrapping to the table's start) */
                 uintptr_t hs = (uintptr_t)&s->slots[(size_t)v->hash & s->mask], nl = (hs | 63) + 1;
@@ -848,8 +848,8 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
                 PK_CACHE__PREFETCH((const char *)v->next + sizeof *v - 1);
             }
             if (s->ghost) PK_CACHE__PREFETCH(&s->ghost[(size_t)pk_cache__h2(v->hash) & pk_cache__aux_mask(s)]);
-            last = (uintptr_t)v + (pk_cache__alloc_size(v->klen, v->vlen) < PK_CACHE__SPARE_MAX
-                                       ? pk_cache__alloc_size(v->klen, v->vlen) : PK_CACHE__SPARE_MAX) - 1;
+            size = pk_cache__alloc_size(v->klen, v->vlen); /* the rest of the head, for writing */
+            last = (uintptr_t)v + (size < PK_CACHE__SPARE_MAX ? size : PK_CACHE__SPARE_MAX) - 1;
             for (line = ((uintptr_t)v | 63) + 1; line <= last; line += 64) PK_CACHE__PREFETCHW((const void *)line);
         }
     }
