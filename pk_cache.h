@@ -827,7 +827,7 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
         /* A full shard evicts on every insert, and its next victims are known: the queue heads,
            just loaded by the unlinking. Start loading what the next eviction will touch so that the
            next put finds it in cache instead of making dependent misses: the head's table slot and
-           the line after it (deleting it shifts the run that follows up to an empty slot; 0.94-1.0x
+           the line after it (deleting it shifts the run that follows up to an empty slot; 0.93-1.01x
            the put time, median 0.96, 6 paired runs), its successor's header (both lines: malloc's
            16-byte alignment lets a header straddle two), in S3-FIFO its ghost cell, and the rest of
            the head itself: once evicted it is refilled by a put as the spare, or freed and handed
