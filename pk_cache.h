@@ -48,7 +48,8 @@
                               unknown policy, out NULL. -ENOMEM.
    pk_cache_destroy(c)        frees everything; calls no callback. NULL is a no-op.
    pk_cache_put(c, k, kl, v, vl, ttl)   copies key and value; replaces an equal key (reported as
-                              PK_CACHE_REPLACED; counts as a use). ttl: PK_CACHE_TTL_DEFAULT (0) =
+                              PK_CACHE_REPLACED; counts as a use); an equal key that has expired is
+                              reported as PK_CACHE_EXPIRED and the put counts as an insert. ttl: PK_CACHE_TTL_DEFAULT (0) =
                               cfg.ttl_ns, PK_CACHE_TTL_NEVER, or nanoseconds from now (saturating).
                               Evicts as needed. -EINVAL: key NULL with kl > 0, value NULL with vl > 0.
                               -E2BIG: can never fit (see limits); nothing is evicted. -ENOMEM: the
@@ -89,9 +90,9 @@
    THREAD SAFETY
    -------------
    Every function may be called from any thread at once, except destroy (nothing may use the cache
-   during or after it; release pins before destroy). The cache is split into shards by key hash,
-   each with its own mutex (adaptive on glibc with more than one CPU: a busy shard is retried
-   briefly before sleeping); no lock is global. load takes all shard locks while it commits.
+   during or after it; a pin may still be released after it: the pin owns its entry). The cache is
+   split into shards by key hash, each with its own mutex (adaptive on glibc with more than one
+   CPU: a busy shard is retried briefly before sleeping); no lock is global. load takes all shard locks while it commits.
 
    POLICIES
    --------
@@ -115,9 +116,10 @@
    shard may also keep one dropped entry of at most 512 bytes for reuse (not charged).
    Shards: cfg.shards, or automatic: 64, halved while a shard would get under 64 entries of the
    entry bound or under 1 MiB of the byte bound (at least 1). At most 1024. Each shard gets an
-   equal share of max_entries and max_bytes (the first shards get the remainder), so with shards
-   > 1 a put whose charge exceeds max_bytes / shards is refused with -E2BIG even though the whole
-   bound would hold it; shards = 1 lifts that. A key or value whose size computation overflows is
+   equal share of max_entries and max_bytes (the first max_bytes % shards shards get one byte more,
+   likewise for entries), so with shards > 1 a put whose charge exceeds its shard's share (about
+   max_bytes / shards) is refused with -E2BIG even though the whole bound would hold it; shards = 1
+   lifts that. A key or value whose size computation overflows is
    also -E2BIG. Keys may be empty (klen 0; key may then be NULL) and are at most 4 GiB - 1 bytes.
    TTL: expire time = now + ttl, saturating; an entry expires when now >= its expire time.
    Expired entries are never returned; they are removed when touched or by purge_expired.
@@ -810,6 +812,12 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
     size_t i = pk_cache__find(s, e->hash, pk_cache__key(e), e->klen), charge = pk_cache__charge(e);
     int queue = PK_CACHE__SMALL, q, full;
     unsigned char freq = 0;
+    if (i != (size_t)-1 && s->slots[i].e->expire_ns != PK_CACHE_TTL_NEVER &&
+        c->clock_ns(c->user) >= s->slots[i].e->expire_ns) {
+        /* the key is dead: it leaves as EXPIRED and the put inserts a new key */
+        pk_cache__detach(s, s->slots[i].e, i, PK_CACHE_EXPIRED, victims);
+        i = (size_t)-1;
+    }
     if (i != (size_t)-1) {
         pk_cache__entry *old = s->slots[i].e;
         queue = old->queue;
@@ -998,7 +1006,9 @@ PK_CACHE_DEF void pk_cache_destroy(pk_cache *c)
 /* The charge a key/value pair would have, or 0 when it cannot be represented (E2BIG). */
 static size_t pk_cache__charge_of(size_t klen, size_t vlen)
 {
-    if (klen > UINT32_MAX || vlen > SIZE_MAX / 2 || klen + vlen > SIZE_MAX / 2 - PK_CACHE__HDR_SIZE - 64) return 0;
+    if (klen > UINT32_MAX || klen > SIZE_MAX / 2 || vlen > SIZE_MAX / 2 ||
+        klen + vlen > SIZE_MAX / 2 - PK_CACHE__HDR_SIZE - 64) /* each half first: no wrap with 32-bit size_t */
+        return 0;
     return klen + vlen + PK_CACHE_ENTRY_OVERHEAD;
 }
 
@@ -1364,24 +1374,22 @@ static void pk_cache__emit(pk_cache__writer *w, const void *data, size_t len)
     }
 }
 
-static int pk_cache__fsync_dir(const char *path)
+/* Makes a rename in path's directory durable (best effort: the rename itself is done). `dir` is
+   scratch of strlen(path) + 2 bytes or more, so that nothing can fail for want of memory after the
+   rename (the save has replaced the file by then). */
+static void pk_cache__fsync_dir(const char *path, char *dir)
 {
     const char *slash = strrchr(path, '/');
-    char *dir;
     size_t n = slash ? (size_t)(slash - path) : 1;
     int fd;
-    dir = (char *)PK_MALLOC(n + 1);
-    if (!dir) return -ENOMEM;
     if (slash) memcpy(dir, path, n);
     else dir[0] = '.';
     if (n == 0) dir[n++] = '/';
     dir[n] = 0;
     fd = open(dir, O_RDONLY);
-    PK_FREE(dir);
-    if (fd < 0) return 0; /* best effort: the rename itself is done */
+    if (fd < 0) return;
     fsync(fd);
     close(fd);
-    return 0;
 }
 
 PK_CACHE_DEF int pk_cache_save(pk_cache *c, const char *path)
@@ -1482,7 +1490,7 @@ PK_CACHE_DEF int pk_cache_save(pk_cache *c, const char *path)
     if (close(w->fd) != 0 && !rc) rc = errno ? -errno : -EIO;
     if (!rc && rename(tmp, path) != 0) rc = errno ? -errno : -EIO;
     if (rc) unlink(tmp);
-    else rc = pk_cache__fsync_dir(path);
+    else pk_cache__fsync_dir(path, tmp); /* tmp's name is no longer needed: its buffer is the scratch */
     PK_FREE(tmp);
     PK_FREE(w);
     return rc;
@@ -1500,7 +1508,7 @@ static int pk_cache__read_file(const char *path, unsigned char **out, size_t *le
     struct stat st;
     unsigned char *buf;
     size_t n, off = 0;
-    int fd = open(path, O_RDONLY), rc = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK), rc = 0; /* a FIFO must not block the open: refused below */
     *out = NULL;
     *len = 0;
     if (fd < 0) return errno == ENOENT ? -ENOENT : -(errno ? errno : EIO);

@@ -353,6 +353,29 @@ static void test_ttl(void)
     pk_cache_stats_get(c, &st);
     PK_CHECK_EQ(st.expirations, 5);
     check_stats_add_up(c);
+    /* a put over an expired key: the dead entry leaves as EXPIRED and the put inserts a new key
+       (not a replacement: no REPLACED, no update counted) */
+    {
+        pk_cache_stats before;
+        PK_CHECK_EQ(pk_cache_put(c, "y", 1, "old", 3, 10), 0);
+        fake_now = 210;
+        pk_cache_stats_get(c, &before);
+        r.count[PK_CACHE_REPLACED] = 0;
+        PK_CHECK_EQ(pk_cache_put(c, "y", 1, "new", 3, 100), 0);
+        pk_cache_stats_get(c, &st);
+        PK_CHECK_EQ(r.count[PK_CACHE_EXPIRED], 6);
+        PK_CHECK(strcmp(r.last_key, "y") == 0 && r.last_reason == PK_CACHE_EXPIRED);
+        PK_CHECK_EQ(r.count[PK_CACHE_REPLACED], 0);
+        PK_CHECK_EQ(st.expirations, before.expirations + 1);
+        PK_CHECK_EQ(st.inserts, before.inserts + 1);
+        PK_CHECK_EQ(st.updates, before.updates);
+        PK_CHECK_EQ(st.entries, before.entries);
+        PK_CHECK(has(c, "y", "new"));
+        /* a live key is still replaced */
+        PK_CHECK_EQ(pk_cache_put(c, "y", 1, "newer", 5, 100), 0);
+        PK_CHECK_EQ(r.count[PK_CACHE_REPLACED], 1);
+        check_stats_add_up(c);
+    }
     pk_cache_destroy(c);
     fake_now = 0;
 }
@@ -732,6 +755,13 @@ static void test_snapshot_roundtrip(void)
     PK_CHECK_EQ(pk_cache_save(b, ""), -EINVAL);
     PK_CHECK(pk_cache_save(b, "/nonexistent-dir-pk/x") < 0);
     PK_CHECK_EQ(pk_cache_load(b, tmpdir), -EINVAL); /* a directory */
+    { /* a FIFO: refused, without waiting for a writer (a blocked open trips the test's watchdog) */
+        char fifo[128];
+        tmp_path(fifo, "fifo");
+        PK_CHECK_EQ(mkfifo(fifo, 0600), 0);
+        PK_CHECK_EQ(pk_cache_load(b, fifo), -EINVAL);
+        unlink(fifo);
+    }
     pk_cache_destroy(b);
     pk_cache_destroy(a);
     unlink(path);
@@ -1135,8 +1165,16 @@ static int alloc_scenario(void *ctx)
     if (pk_cache_get(c, "key39", 5, buf, sizeof buf, &n) == 0 && n != 5) ok = 0;
     if (pk_cache_acquire(c, "key39", 5, &ref) == 0) pk_cache_release(c, &ref);
     sprintf(path, "%s/sweep", tmpdir);
-    rc = pk_cache_save(c, path);
-    if (rc != 0 && rc != -ENOMEM) ok = 0;
+    {
+        static const char old[] = "the previous snapshot";
+        unsigned char back[sizeof old];
+        write_all(path, (const unsigned char *)old, sizeof old);
+        rc = pk_cache_save(c, path);
+        if (rc != 0 && rc != -ENOMEM) ok = 0;
+        /* a save that failed for memory left the old file in place */
+        if (rc == -ENOMEM && (read_all(path, back, sizeof back) != sizeof old || memcmp(back, old, sizeof old) != 0))
+            ok = 0;
+    }
     if (rc == 0) {
         pk_cache_stats_get(c, &before);
         pk_cache_put(c, "extra", 5, "1", 1, 0);
