@@ -69,9 +69,11 @@ int main(void)
         no partial pool is left behind. *out is set only on success.
    void pk_exec_destroy(pk_exec *e)
         Runs what is queued (tasks past their deadline are dropped as usual), waits for running tasks,
-        joins the threads, frees. NULL is ignored. Called from inside one of this pool's own tasks or
-        on_drop callbacks it does NOTHING and returns at once: a thread cannot join itself. Destroy the
-        pool later from another thread. No other call on the pool may be in progress or follow.
+        joins the threads, frees. NULL is ignored. Called on one of this pool's workers (inside its
+        tasks, on_drop callbacks, or map items and progress callbacks a worker runs), or inside an
+        on_drop that submit delivers for it, it does NOTHING and returns at once: a thread cannot join
+        itself. Destroy the pool later from another thread. No other call on the pool may be in
+        progress or follow. Workers spinning for work (spin_ns) stop at once.
 
    int  pk_exec_map(pk_exec *e, size_t n, pk_exec_fn fn, void *ctx, const pk_exec_map_opts *opts)
         Runs fn(ctx, i) for i in [0, n) and returns when every item has run or been skipped.
@@ -81,8 +83,9 @@ int main(void)
           in its own cache line, so a claim is one uncontended compare-and-swap) and, when its share
           runs out, steals the lower half of the largest share left: no participant idles while
           unclaimed items remain, and at grain 1 the claims do not bounce a shared line between
-          cores. Items start in index order within each share, not overall; a caller that no
-          helper joins runs them all in index order, like a loop.
+          cores. Items start in index order within each share, not overall. With at most two
+          shares (concurrency <= 2, or fewer than 48 claim units), a caller that no helper joins
+          runs them all in index order, like a loop; with more it may not.
           grain 0 = automatic: each claim takes max(1, what is left of the claimer's share / (2 x
           the participants sharing it)), so a million tiny items cost a few dozen claims, the last
           claims are single items that even out uneven ones, and n blocking items at concurrency n
@@ -114,7 +117,8 @@ int main(void)
         range's result counts for every index in it: errors[begin..end) all get it, the return value
         is the result of the lowest failing range, fail_fast skips whole unstarted ranges, progress
         counts items. Ranges are disjoint, cover [0, n), and are at most `grain` long (automatic:
-        large first, single items at the end).
+        large first, single items at the end; for n of 2^32 or more, claims come in multiples of
+        ceil(n / (2^32 - 1)) items, so the last ones are that long).
    int  pk_exec_parallel_map(size_t n, pk_exec_fn fn, void *ctx, unsigned concurrency, int *errors)
         pk_exec_map without a pool to manage, on ONE PROCESS-WIDE POOL made on first use (under a
         static mutex, so concurrent first calls are safe) and kept until the process exits.
@@ -153,7 +157,9 @@ int main(void)
         back-to-back maps cannot starve the queue, nor the queue the maps.
    void pk_exec_wait_idle(pk_exec *e)
         Until no submitted task is queued, running, or inside its on_drop. Maps are not counted.
-        Called from inside one of this pool's own tasks it returns at once (it would wait forever).
+        Called on one of this pool's workers (inside a task or on_drop, or a map item or progress
+        callback that a worker runs), or inside an on_drop that submit delivers for this pool, it
+        returns at once: it could wait for itself forever. From a map's calling thread it waits.
    void pk_exec_stats_get(pk_exec *e, pk_exec_stats *out)
         A consistent snapshot of the counters below (see pk_exec_stats). Sizing the pool: with
         arrival rate r and mean run time s = run_ns_total / completed, about r * s threads are busy;
@@ -383,7 +389,9 @@ PK_EXEC_DEF uint64_t pk_exec_now_ns(void);
 
    WAKING. `gen` counts publications (map opened, task queued). An idle worker polls gen for at most
    spin_ns (and only while fewer than `max_spinners` workers poll), then sleeps on work_cv with
-   `sleeping` raised. Publishers wake sleepers only when the spinning workers are not enough. */
+   `sleeping` raised. A map wakes sleepers only when the spinning workers are not enough (its
+   caller runs items anyway); submit wakes one whenever one sleeps, since a spinner may go to a map
+   instead of the task. destroy bumps gen too, so spinners see `stopping` at once. */
 
 #define PK_EXEC__SLOTS 64
 #define PK_EXEC__OPEN ((uint64_t)1 << 31)
@@ -490,13 +498,27 @@ struct pk_exec {
     uint64_t maps, map_items, maps_helped; /* atomic, relaxed */
 };
 
-/* Set in each worker for its life, and around on_drop calls made by submit: identifies "a call from
-   inside this pool" for destroy and wait_idle, which must not wait for themselves. Per thread. */
+/* "A call from inside this pool", for destroy and wait_idle, which must not wait for themselves: a
+   per-thread chain of frames on the stack, one pushed by each worker for its life and one around the
+   on_drop calls submit makes. A chain, not one pointer: a task of pool A may submit to pool B, and
+   B's on_drop then runs inside both. */
+typedef struct pk_exec__frame {
+    const pk_exec *e;
+    struct pk_exec__frame *up;
+} pk_exec__frame;
 #if defined(__cplusplus) && __cplusplus >= 201103L
-static thread_local pk_exec *pk_exec__self;
+static thread_local pk_exec__frame *pk_exec__frames;
 #else
-static __thread pk_exec *pk_exec__self;
+static __thread pk_exec__frame *pk_exec__frames;
 #endif
+
+static int pk_exec__inside(const pk_exec *e)
+{
+    const pk_exec__frame *f;
+    for (f = pk_exec__frames; f; f = f->up)
+        if (f->e == e) return 1;
+    return 0;
+}
 
 /* ---- small helpers ------------------------------------------------------------------------------ */
 
@@ -943,7 +965,10 @@ static void *pk_exec__worker(void *arg)
     pk_exec *e = (pk_exec *)arg;
     uint64_t idle_since = 0; /* when this worker last found nothing to do; 0 = it just worked */
     int helped = 0;          /* the last thing done was helping a map */
-    pk_exec__self = e;
+    pk_exec__frame self;
+    self.e = e;
+    self.up = pk_exec__frames;
+    pk_exec__frames = &self;
     for (;;) {
         uint64_t g = PK_EXEC__LD(&e->gen);
         /* maps first (their callers are blocked on them), but after helping one, a queued task
@@ -995,7 +1020,7 @@ static void *pk_exec__worker(void *arg)
         pthread_mutex_unlock(&e->mu);
         idle_since = 0; /* woken for work: a fresh spin budget */
     }
-    pk_exec__self = NULL;
+    pk_exec__frames = self.up;
     return NULL;
 }
 
@@ -1025,6 +1050,7 @@ static void pk_exec__stop(pk_exec *e)
     unsigned i, n;
     pthread_mutex_lock(&e->mu);
     PK_EXEC__ST(&e->stopping, 1);
+    PK_EXEC__ADD(&e->gen, 1); /* spinning workers poll only gen: without this, join waits out spin_ns */
     pthread_cond_broadcast(&e->work_cv);
     n = e->nthreads;
     pthread_mutex_unlock(&e->mu);
@@ -1116,7 +1142,7 @@ PK_EXEC_DEF int pk_exec_create(pk_exec **out, const pk_exec_config *cfg)
 PK_EXEC_DEF void pk_exec_destroy(pk_exec *e)
 {
     if (!e || e->is_shared) return;
-    if (pk_exec__self == e) return; /* from inside its own task: refuse (documented) */
+    if (pk_exec__inside(e)) return; /* from inside its own task: refuse (documented) */
     pk_exec__stop(e);
     pk_exec__free(e);
 }
@@ -1355,23 +1381,28 @@ PK_EXEC_DEF int pk_exec_submit_opts(pk_exec *e, void (*fn)(void *arg), void *arg
         }
         e->submitted++;
         PK_EXEC__ADD(&e->gen, 1);
-        if (PK_EXEC__LDR(&e->sleeping) && e->queued > PK_EXEC__LD(&e->spinning)) pthread_cond_signal(&e->work_cv);
+        /* Wake a sleeper whenever there is one, even if workers are spinning: a spinner may join a
+           map that opens next instead, and the task would then wait for that map to end (or
+           forever, if the map's items wait for the task). */
+        if (PK_EXEC__LDR(&e->sleeping)) pthread_cond_signal(&e->work_cv);
     }
     e->dropping += k;
     pthread_mutex_unlock(&e->mu);
     if (k) {
-        pk_exec *saved = pk_exec__self;
-        pk_exec__self = e; /* destroy from inside this on_drop must refuse: we still use e after it */
+        pk_exec__frame f; /* destroy from inside this on_drop must refuse: we still use e after it */
+        f.e = e;
+        f.up = pk_exec__frames;
+        pk_exec__frames = &f;
         pk_exec__deliver_drops_and_lock(e, drops, k);
         pthread_mutex_unlock(&e->mu);
-        pk_exec__self = saved;
+        pk_exec__frames = f.up;
     }
     return rc;
 }
 
 PK_EXEC_DEF void pk_exec_wait_idle(pk_exec *e)
 {
-    if (!e || pk_exec__self == e) return;
+    if (!e || pk_exec__inside(e)) return;
     pthread_mutex_lock(&e->mu);
     e->idle_waiters++;
     while (e->queued || e->running || e->dropping) pthread_cond_wait(&e->idle_cv, &e->mu);

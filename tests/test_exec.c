@@ -1579,6 +1579,139 @@ static void test_maps_do_not_starve_tasks(void)
     pk_exec_destroy(e);
 }
 
+/* destroy must not wait out spin_ns: spinning workers are told to stop (an hour of spin here) */
+static void test_destroy_while_spinning(void)
+{
+    pk_exec *e;
+    pk_exec_config cfg;
+    uint64_t t0, dt;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 2;
+    cfg.spin_ns = 3600ull * 1000000000u;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    PK_CHECK_EQ(pk_exec_map(e, 1000, count_fn, NULL, NULL), 0);
+    PK_CHECK_EQ(pk_exec_submit(e, noop_task, NULL), 0);
+    pk_exec_wait_idle(e);
+    pk_test_sleep_ns(20000000); /* the workers are spinning now */
+    t0 = pk_test_now_ns();
+    pk_exec_destroy(e);
+    dt = pk_test_now_ns() - t0;
+    printf("    destroy with workers spinning (spin_ns 1 h) took %.2f ms\n", (double)dt / 1e6);
+    PK_CHECK_MSG(dt < 30000000000u, "destroy waited %.1f s for spinning workers", (double)dt / 1e9);
+}
+
+/* A task submitted just before a map whose items wait for it: a worker must start it. Submit used
+   to count spinning workers as takers, but a spinner may join the map instead, and the sleeping
+   worker nobody woke left the task queued until the map ended: forever, here. Items give up after
+   5 s (a failure) rather than hang. */
+static int starved_flag;
+static void starved_producer(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&starved_flag, 1, __ATOMIC_SEQ_CST);
+}
+static int starved_consumer(void *ctx, size_t i)
+{
+    uint64_t t0 = pk_test_now_ns();
+    (void)ctx;
+    (void)i;
+    while (!__atomic_load_n(&starved_flag, __ATOMIC_SEQ_CST)) {
+        if (pk_test_now_ns() - t0 > 5000000000u) return -ETIMEDOUT;
+        sched_yield();
+    }
+    return 0;
+}
+static void test_task_not_stuck_behind_map(void)
+{
+    pk_exec *e;
+    pk_exec_config cfg;
+    pk_exec_map_opts o;
+    int it, iters = (int)pk_test_scale(150), stalls = 0;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 3;
+    cfg.spin_ns = 200000000; /* workers spin between iterations, more than the CPUs can run */
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    memset(&o, 0, sizeof o);
+    o.concurrency = 3;
+    for (it = 0; it < iters; it++) {
+        PK_CHECK_EQ(pk_exec_map(e, 1000, count_fn, NULL, NULL), 0); /* everybody awake */
+        pk_test_sleep_ns(2000000); /* settle: some spin, the rest sleep */
+        __atomic_store_n(&starved_flag, 0, __ATOMIC_SEQ_CST);
+        PK_CHECK_EQ(pk_exec_submit(e, starved_producer, NULL), 0);
+        if (pk_exec_map(e, 3, starved_consumer, NULL, &o) != 0) stalls++;
+        pk_exec_wait_idle(e);
+    }
+    printf("    %d tasks submitted just before a map that waits for them: %d stalled\n", iters, stalls);
+    PK_CHECK_EQ(stalls, 0);
+    pk_exec_destroy(e);
+}
+
+/* A task of pool A submits to pool B and displaces one of B's tasks: that task's on_drop runs on
+   A's worker inside B's submit, so it is inside both pools. wait_idle(A) and destroy(A) from there
+   must return at once (they used to see only B and wait for their own task). */
+typedef struct two_pools {
+    pk_exec *a, *b;
+    int gate_b;
+    int dropped;
+    uint64_t wait_ns;
+} two_pools;
+static two_pools tp;
+static void tp_block_b(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&tp.gate_b, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+}
+static void tp_on_drop(void *arg, int reason)
+{
+    uint64_t t0 = pk_test_now_ns();
+    (void)arg;
+    PK_CHECK_EQ(reason, -EAGAIN);
+    pk_exec_wait_idle(tp.a); /* inside one of A's tasks: returns at once */
+    pk_exec_destroy(tp.a);   /* likewise: does nothing */
+    tp.wait_ns = pk_test_now_ns() - t0;
+    __atomic_store_n(&tp.dropped, 1, __ATOMIC_SEQ_CST);
+}
+static void tp_task_a(void *arg)
+{
+    pk_exec_task_opts o;
+    (void)arg;
+    memset(&o, 0, sizeof o);
+    o.priority = PK_EXEC_HIGH;
+    PK_CHECK_EQ(pk_exec_submit_opts(tp.b, noop_task, NULL, &o), 0); /* displaces B's LOW task */
+}
+static void test_inside_two_pools(void)
+{
+    pk_exec_config ca, cb;
+    pk_exec_task_opts lo;
+    memset(&tp, 0, sizeof tp);
+    memset(&ca, 0, sizeof ca);
+    memset(&cb, 0, sizeof cb);
+    ca.threads = 1;
+    cb.threads = 1;
+    cb.queue_max = 1;
+    PK_CHECK_EQ(pk_exec_create(&tp.a, &ca), 0);
+    PK_CHECK_EQ(pk_exec_create(&tp.b, &cb), 0);
+    PK_CHECK_EQ(pk_exec_submit(tp.b, tp_block_b, NULL), 0);
+    {
+        pk_exec_stats st;
+        do { /* B's worker has started the blocking task */
+            pk_test_sleep_ns(1000000);
+            pk_exec_stats_get(tp.b, &st);
+        } while (st.running != 1);
+    }
+    memset(&lo, 0, sizeof lo);
+    lo.priority = PK_EXEC_LOW;
+    lo.on_drop = tp_on_drop;
+    PK_CHECK_EQ(pk_exec_submit_opts(tp.b, noop_task, NULL, &lo), 0); /* B's queue is full now */
+    PK_CHECK_EQ(pk_exec_submit(tp.a, tp_task_a, NULL), 0);
+    pk_exec_wait_idle(tp.a);
+    PK_CHECK_EQ(__atomic_load_n(&tp.dropped, __ATOMIC_SEQ_CST), 1);
+    PK_CHECK(tp.wait_ns < 1000000000u);
+    __atomic_store_n(&tp.gate_b, 1, __ATOMIC_SEQ_CST);
+    pk_exec_destroy(tp.a);
+    pk_exec_destroy(tp.b);
+}
+
 static uint64_t process_cpu_ns(void)
 {
     struct timespec ts;
@@ -1636,5 +1769,8 @@ int main(void)
     PK_TEST(test_all_start_at_once);
     PK_TEST(test_maps_do_not_starve_tasks);
     PK_TEST(test_idle_pool_sleeps);
+    PK_TEST(test_destroy_while_spinning);
+    PK_TEST(test_task_not_stuck_behind_map);
+    PK_TEST(test_inside_two_pools);
     return pk_test_main_end();
 }
