@@ -449,30 +449,35 @@ static void pk_dedup__shared_put(pk_dedup *d, pk_dedup__shared *s)
     pk_dedup__shared_free(s);
 }
 
-/* Waits on s->cv until done or the monotonic deadline passes. Called with s->mu held. */
+/* Waits on s->cv until done or the monotonic deadline passes. Called with s->mu held. One timed
+   wait covers at most 2^28 s (8.5 years): a far deadline cannot overflow a 32-bit time_t or the
+   realtime conversion; a wait that ends early just loops. */
 static void pk_dedup__wait(pk_dedup__shared *s, uint64_t deadline)
 {
+    const uint64_t max_wait = ((uint64_t)1 << 28) * 1000000000u;
     struct timespec ts;
     while (!s->done) {
+        uint64_t now, until;
         if (deadline == PK_FOREVER) {
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
+        now = pk_dedup__now_ns();
+        if (now >= deadline) return;
+        until = deadline - now > max_wait ? now + max_wait : deadline;
 #if defined(__APPLE__)
         {   /* no pthread_condattr_setclock: convert the remaining time to the realtime clock */
-            uint64_t now = pk_dedup__now_ns(), left, abs_ns;
-            if (now >= deadline) return;
-            left = deadline - now;
+            uint64_t abs_ns;
             clock_gettime(CLOCK_REALTIME, &ts);
-            abs_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + left;
+            abs_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (until - now);
             ts.tv_sec = (time_t)(abs_ns / 1000000000u);
             ts.tv_nsec = (long)(abs_ns % 1000000000u);
         }
 #else
-        ts.tv_sec = (time_t)(deadline / 1000000000u);
-        ts.tv_nsec = (long)(deadline % 1000000000u);
+        ts.tv_sec = (time_t)(until / 1000000000u);
+        ts.tv_nsec = (long)(until % 1000000000u);
 #endif
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) return;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts); /* the loop looks at done and the clock again */
     }
 }
 

@@ -326,7 +326,7 @@ static void test_follower_timeout(void)
 {
     pk_dedup *d = make(0);
     gate g;
-    caller lead, quick, slow1, slow2;
+    caller lead, quick, slow1, slow2, far;
     pk_dedup_result r0;
     pk_dedup_stats s;
     memset(&g, 0, sizeof g);
@@ -343,7 +343,8 @@ static void test_follower_timeout(void)
     start(&quick, d, &g, "slow", 50000000); /* 50 ms */
     start(&slow1, d, &g, "slow", PK_FOREVER);
     start(&slow2, d, &g, "slow", 60000000000ull);
-    PK_CHECK(wait_stat(d, ST_COALESCED, 4));
+    start(&far, d, &g, "slow", (uint64_t)1 << 62); /* 146 years: waited for in bounded steps */
+    PK_CHECK(wait_stat(d, ST_COALESCED, 5));
     pthread_join(quick.th, NULL); /* times out while the execution goes on */
     PK_CHECK_EQ(quick.rc, -ETIMEDOUT);
     PK_CHECK_EQ(quick.res.rc, -ETIMEDOUT);
@@ -354,6 +355,10 @@ static void test_follower_timeout(void)
     pthread_join(lead.th, NULL);
     pthread_join(slow1.th, NULL);
     pthread_join(slow2.th, NULL);
+    pthread_join(far.th, NULL);
+    PK_CHECK_EQ(far.rc, 0);
+    PK_CHECK(far.res.value == lead.res.value);
+    pk_dedup_release(d, &far.res);
     PK_CHECK_EQ(g.runs, 1);
     PK_CHECK_EQ(lead.rc, 0);
     PK_CHECK_EQ(slow1.rc, 0);
@@ -362,9 +367,9 @@ static void test_follower_timeout(void)
     PK_CHECK(lead.res.shared && slow1.res.shared && slow2.res.shared);
     s = stats_of(d);
     PK_CHECK_EQ(s.timeouts, 2);
-    PK_CHECK_EQ(s.coalesced, 4);
+    PK_CHECK_EQ(s.coalesced, 5);
     PK_CHECK_EQ(s.executions, 1);
-    PK_CHECK_EQ(s.calls, 5);
+    PK_CHECK_EQ(s.calls, 6);
     pk_dedup_release(d, &slow1.res);
     pk_dedup_release(d, &lead.res);
     PK_CHECK_EQ(g_frees, 0);
