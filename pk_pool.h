@@ -95,8 +95,8 @@
 
    OBJECT POOL API ---------------------------------------------------------------------------------
      int   pk_pool_create(pk_pool **out, const pk_pool_config *cfg);
-             0; -EINVAL (NULL out/cfg, size 0, align not a power of two, prealloc > max, sizes that
-             overflow); -ENOMEM; -ECANCELED when init fails during prealloc (nothing leaked).
+             0; -EINVAL (NULL out/cfg, size 0, align not a power of two or above 1 MiB, prealloc >
+             max, sizes that overflow); -ENOMEM; -ECANCELED when init fails during prealloc (nothing leaked).
      void  pk_pool_destroy(pk_pool *p);
              calls fini on every object (lent or idle) and frees all the pool's memory. Objects still
              lent become invalid. No other call on p may run or start meanwhile; threads that still
@@ -137,7 +137,9 @@
             instead and its place given to a waiter, who creates a replacement.
      int  pk_respool_invalidate(pk_respool *p, void *res);
             0 or -EINVAL as release. Destroys res (outside the lock) and lets the longest waiter
-            create a replacement.
+            create a replacement. max counts slots, not live resources: the replacement's create
+            may run while the old resource's destroy is still running (likewise for retirement
+            and maintain), so a server-side connection limit needs max below it.
      size_t pk_respool_maintain(pk_respool *p);
             destroys idle resources above min idle for idle_timeout_ns, retires idle resources past
             max_lifetime_ns, reports loans older than leak_ns through on_leak (once per loan), then
@@ -150,17 +152,20 @@
    Callbacks (init, reset, fini, create, validate, destroy, on_leak) never run while the pool holds a
    lock of its own, so they may block (a slow connect never blocks releases) and may call into the
    pool: reset, and create/validate/destroy/on_leak, may call the same pool's functions; init and fini
-   may too.
+   may too. Two exceptions: init during create's prealloc (nobody else can see the pool yet), and a
+   respool's clock_ns, which runs under the pool's mutex: it must be quick and must not call the pool.
 
    HOW THE OBJECT POOL IS FAST (and what it costs) -------------------------------------------------
    Per-thread caches. Each thread that uses a pool gets, on its first call, a cache of up to
-   PK_POOL_CACHE (64) objects for that pool (fewer for big objects: at most ~256 KiB of them, so a
-   burst of 32 page-sized buffers still stays in the cache), a small FIFO ring: acquire takes from one
-   end, release puts at the other, with no lock, no atomic read-modify-write and no fence. A
-   thread-local one-entry memo (the last pool used and its cache) finds the cache in one compare;
-   a thread that alternates pools falls back to an 8-entry thread-local table keyed by the pool's
-   generation id (unique per pool ever created, so a pool destroyed and another created at the same
-   address never mix), then to its list of caches. Release finds the object's state byte by address arithmetic on
+   PK_POOL_CACHE (64) objects for that pool (fewer for big objects: about 256 KiB of them but at
+   least 4, so a burst of 32 page-sized buffers still stays in the cache; so a thread may keep 4
+   idle 64 MiB objects: pk_pool_flush hands them to max_idle, and max under 32 turns caches off),
+   a small FIFO ring: acquire takes from one end, release puts at the other, with no lock, no
+   atomic read-modify-write and no fence. A thread-local one-entry memo (the last pool used and its
+   cache) finds the cache in one compare; a thread that alternates pools falls back to an 8-entry
+   thread-local table keyed by the pool's generation id (unique per pool ever created, so a pool
+   destroyed and another created at the same address never mix), then to its list of caches.
+   Release finds the object's state byte by address arithmetic on
    the chunk of its previous release (the "hint", see Slabs), so the hot release does no table
    lookup. An empty or full cache moves half its capacity at once to or from a shared depot under
    the pool's mutex. Memory cost: about 280 + 16 * PK_POOL_CACHE bytes (1.3 KiB) per thread per pool,
@@ -526,6 +531,9 @@ static inline void pk_pool__memo_clear(void)
 }
 static PK_POOL__TLS pk_pool__cache *pk_pool__tl_list;
 static PK_POOL__TLS int pk_pool__tl_keyed;
+/* The pool whose fini this thread is running for trim, if any: its acquire must not wait for the
+   objects being finalised (they include the one its own fini holds). */
+static PK_POOL__TLS const pk_pool *pk_pool__tl_fini;
 static uint64_t pk_pool__gens;
 static pthread_once_t pk_pool__once = PTHREAD_ONCE_INIT;
 static pthread_key_t pk_pool__key;
@@ -1072,9 +1080,12 @@ PK_POOL__FN void pk_pool__trim(pk_pool *p)
         }
         p->nfini += k;
         if (p->fini) {
+            const pk_pool *outer = pk_pool__tl_fini;
+            pk_pool__tl_fini = p;
             pthread_mutex_unlock(&p->mu);
             for (i = 0; i < k; i++) p->fini(v[i].obj, p->user);
             pthread_mutex_lock(&p->mu);
+            pk_pool__tl_fini = outer;
         }
         for (i = 0; i < k; i++) pk_pool__slot_to_raw(p, v[i].obj);
         p->nfini -= k;
@@ -1240,6 +1251,13 @@ PK_POOL_DEF void pk_pool_destroy(pk_pool *p)
     size_t w;
     if (!p) return;
     pthread_mutex_lock(&p->mu);
+    /* A thread exiting now may be finalising trimmed objects (its cache's thread_exit trims, with
+       mu dropped while fini runs): let it finish before the memory goes. */
+    while (p->nfini) {
+        pthread_mutex_unlock(&p->mu);
+        sched_yield();
+        pthread_mutex_lock(&p->mu);
+    }
     while ((c = p->caches) != NULL) {
         pk_pool__cache_unregister(p, c);
         PK_POOL__ST(c->head, c->tail); /* its objects are fini'd below with all the others */
@@ -1316,9 +1334,10 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
             if (rc == 0) continue;
             if (rc == -EAGAIN && pk_pool__steal(p, c)) continue;
             /* Objects in flight show up in a moment: a chunk another thread is adding (its slots are
-               reserved against max), a release between its state flip and the ring or the depot
-               (perhaps waiting for this very mutex). Let them land before answering NULL. */
-            if (rc == -EAGAIN && (p->adding || tries++ < 4)) {
+               reserved against max), objects a trim is finalising (their slots turn free when fini
+               returns), a release between its state flip and the ring or the depot (perhaps
+               waiting for this very mutex). Let them land before answering NULL. */
+            if (rc == -EAGAIN && (p->adding || (p->nfini && pk_pool__tl_fini != p) || tries++ < 4)) {
                 pthread_mutex_unlock(&p->mu);
                 sched_yield();
                 pthread_mutex_lock(&p->mu);

@@ -668,6 +668,87 @@ static int pool_scenario(void *ctx)
     return bad;
 }
 
+/* Trim drops the pool mutex while fini runs. (1) A detached thread that finished with the pool may
+   still be in its exit-time trim when destroy runs: destroy must wait for that fini instead of
+   freeing the memory under it (ASan reported a use after free). (2) Objects being finalised turn
+   free when fini returns: an acquire must wait for them, not answer NULL below max. */
+static pk_pool *slowfini_pool;
+static int slowfini_calls, slowfini_running, slowfini_worker_done;
+static void slowfini_fini(void *obj, void *user)
+{
+    (void)obj;
+    (void)user;
+    __atomic_store_n(&slowfini_running, 1, __ATOMIC_SEQ_CST);
+    pk_test_sleep_ns(20000000);
+    __atomic_add_fetch(&slowfini_calls, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&slowfini_running, 0, __ATOMIC_SEQ_CST);
+}
+static void *slowfini_worker(void *arg)
+{
+    void *v[8];
+    int i;
+    (void)arg;
+    for (i = 0; i < 8; i++) v[i] = pk_pool_acquire(slowfini_pool);
+    for (i = 0; i < 8; i++) pk_pool_release(slowfini_pool, v[i]); /* into this thread's cache */
+    __atomic_store_n(&slowfini_worker_done, 1, __ATOMIC_SEQ_CST);
+    return NULL; /* the exit-time trim runs fini, 20 ms each */
+}
+static void *slowfini_acquirer(void *arg)
+{
+    void **got = (void **)arg;
+    while (!__atomic_load_n(&slowfini_running, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    got[0] = pk_pool_acquire(slowfini_pool);
+    got[1] = pk_pool_acquire(slowfini_pool);
+    return NULL;
+}
+static void test_pool_trim_fini_races(void)
+{
+    pk_pool_config cfg;
+    pthread_t th;
+    pthread_attr_t at;
+    void *v[8], *got[2];
+    pk_pool_stats st;
+    int i;
+    /* (1) destroy while a detached thread's exit-time trim runs fini */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.size = 32;
+    cfg.max_idle = 1;
+    cfg.fini = slowfini_fini;
+    slowfini_calls = slowfini_running = slowfini_worker_done = 0;
+    PK_CHECK_EQ(pk_pool_create(&slowfini_pool, &cfg), 0);
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    PK_CHECK_EQ(pthread_create(&th, &at, slowfini_worker, NULL), 0);
+    pthread_attr_destroy(&at);
+    while (!__atomic_load_n(&slowfini_worker_done, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    while (!__atomic_load_n(&slowfini_running, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    pk_pool_stats_get(slowfini_pool, &st);
+    PK_CHECK(st.created >= 8);
+    pk_pool_destroy(slowfini_pool); /* no call on the pool is running: allowed */
+    /* every object made was finalised once: by the exiting thread's trim or by destroy */
+    PK_CHECK_EQ((uint64_t)__atomic_load_n(&slowfini_calls, __ATOMIC_SEQ_CST), st.created);
+    /* (2) acquire while a release's trim finalises: max 8 (no thread cache), 7 in use */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.size = 64;
+    cfg.max = 8;
+    cfg.max_idle = 1;
+    cfg.fini = slowfini_fini;
+    slowfini_calls = slowfini_running = 0;
+    PK_CHECK_EQ(pk_pool_create(&slowfini_pool, &cfg), 0);
+    for (i = 0; i < 8; i++) PK_CHECK((v[i] = pk_pool_acquire(slowfini_pool)) != NULL);
+    PK_CHECK_EQ(pthread_create(&th, NULL, slowfini_acquirer, got), 0);
+    pk_pool_release(slowfini_pool, v[0]);
+    pk_pool_release(slowfini_pool, v[1]); /* 2 idle > max_idle 1: one is finalised (20 ms) */
+    pthread_join(th, NULL);
+    PK_CHECK_MSG(got[0] && got[1], "acquire returned NULL with an object being finalised (%p %p)", got[0], got[1]);
+    pk_pool_stats_get(slowfini_pool, &st);
+    PK_CHECK_EQ(st.exhausted, 0);
+    for (i = 0; i < 2; i++)
+        if (got[i]) pk_pool_release(slowfini_pool, got[i]);
+    for (i = 2; i < 8; i++) pk_pool_release(slowfini_pool, v[i]);
+    pk_pool_destroy(slowfini_pool);
+}
+
 static void test_pool_alloc_failures(void)
 {
     long n = pk_test_alloc_sweep("object pool", pool_scenario, NULL);
@@ -1464,6 +1545,7 @@ int main(void)
     PK_TEST(test_pool_reclaim_from_live_thread);
     PK_TEST(test_pool_thread_exit);
     PK_TEST(test_pool_destroy_with_foreign_caches);
+    PK_TEST(test_pool_trim_fini_races);
     PK_TEST(test_pool_alloc_failures);
     PK_TEST(test_respool_bad_input);
     PK_TEST(test_respool_min_and_create_failure);
