@@ -89,7 +89,9 @@ int main(void)
           grain 0 = automatic: each claim takes max(1, what is left of the claimer's share / (2 x
           the participants sharing it)), so a million tiny items cost a few dozen claims, the last
           claims are single items that even out uneven ones, and n blocking items at concurrency n
-          all start at once. A fixed grain g takes g indices per claim, starting on a multiple of g.
+          all start at once. A map with one participant (concurrency 1, or a caller running alone
+          because every helper slot is taken) claims all items at once and runs them as a loop.
+          A fixed grain g takes g indices per claim, starting on a multiple of g.
         - errors (optional, n entries) receives each item's result; skipped items get -ECANCELED.
         - Return: 0 if every item that ran returned 0, else the result of the lowest-indexed item
           that ran and failed. Skipped items are not failures.
@@ -117,8 +119,9 @@ int main(void)
         range's result counts for every index in it: errors[begin..end) all get it, the return value
         is the result of the lowest failing range, fail_fast skips whole unstarted ranges, progress
         counts items. Ranges are disjoint, cover [0, n), and are at most `grain` long (automatic:
-        large first, single items at the end; for n of 2^32 or more, claims come in multiples of
-        ceil(n / (2^32 - 1)) items, so the last ones are that long).
+        large first, single items at the end; a map with one participant gets [0, n) as one range;
+        for n of 2^32 or more, claims come in multiples of ceil(n / (2^32 - 1)) items, so the last
+        ones are that long).
    int  pk_exec_parallel_map(size_t n, pk_exec_fn fn, void *ctx, unsigned concurrency, int *errors)
         pk_exec_map without a pool to manage, on ONE PROCESS-WIDE POOL made on first use (under a
         static mutex, so concurrent first calls are safe) and kept until the process exits.
@@ -1250,25 +1253,34 @@ static pthread_mutex_t pk_exec__shared_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pk_exec *pk_exec__shared_get(unsigned want_threads)
 {
+    const unsigned limit =
+        PK_EXEC_SHARED_MAX_THREADS < PK_EXEC_MAX_THREADS ? PK_EXEC_SHARED_MAX_THREADS : PK_EXEC_MAX_THREADS;
     pk_exec *e = __atomic_load_n(&pk_exec__shared, __ATOMIC_ACQUIRE);
+    unsigned ncpu, target;
+    if (want_threads > limit) want_threads = limit;
     if (e && PK_EXEC__LDR(&e->nthreads) >= want_threads) return e;
     pthread_mutex_lock(&pk_exec__shared_mu);
     e = pk_exec__shared;
     if (!e) {
+        /* one thread first, then as many more as the system gives (below): a thread limit then
+           means fewer helpers, not a serial run after making and joining threads on every call */
         pk_exec_config cfg;
-        unsigned ncpu = pk_exec__ncpu();
         memset(&cfg, 0, sizeof cfg);
-        cfg.threads = ncpu > 1 ? ncpu - 1 : 1; /* the caller is the last CPU's participant */
-        if (cfg.threads < want_threads) cfg.threads = want_threads;
-        if (pk_exec__create(&e, &cfg, PK_EXEC_SHARED_MAX_THREADS) == 0) {
+        cfg.threads = 1;
+        if (pk_exec__create(&e, &cfg, limit) == 0) {
             e->is_shared = 1;
             __atomic_store_n(&pk_exec__shared, e, __ATOMIC_RELEASE);
         } else {
             e = NULL;
         }
-    } else if (e->nthreads < want_threads) {
+    }
+    ncpu = pk_exec__ncpu();
+    target = ncpu > 1 ? ncpu - 1 : 1; /* the caller is the last CPU's participant */
+    if (target > limit) target = limit;
+    if (target < want_threads) target = want_threads;
+    if (e && PK_EXEC__LDR(&e->nthreads) < target) {
         pthread_mutex_lock(&e->mu);
-        (void)pk_exec__add_threads_locked(e, want_threads); /* fewer threads: fewer helpers, same results */
+        (void)pk_exec__add_threads_locked(e, target); /* fewer threads: fewer helpers, same results */
         pthread_mutex_unlock(&e->mu);
     }
     pthread_mutex_unlock(&pk_exec__shared_mu);

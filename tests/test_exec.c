@@ -13,6 +13,7 @@
 /* thread creation that the tests can make fail (the k-th call from now), and that counts the
    worker threads alive, to prove a failed create leaves none behind */
 static long tc_calls, tc_fail_at, tc_alive;
+static long tc_budget = -1; /* >= 0: creations still allowed, then every creation fails */
 typedef struct tc_start { void *(*fn)(void *); void *arg; } tc_start;
 static void *tc_trampoline(void *p)
 {
@@ -30,6 +31,8 @@ static int tc_create(pthread_t *t, void *(*fn)(void *), void *arg)
     tc_start *s;
     int rc;
     if (tc_fail_at && n == tc_fail_at) return EAGAIN;
+    if (__atomic_load_n(&tc_budget, __ATOMIC_SEQ_CST) >= 0 && __atomic_sub_fetch(&tc_budget, 1, __ATOMIC_SEQ_CST) < 0)
+        return EAGAIN;
     s = (tc_start *)malloc(sizeof *s);
     if (!s) return ENOMEM;
     s->fn = fn;
@@ -1278,6 +1281,49 @@ static void test_many_callers(void)
     pk_exec_destroy(e);
 }
 
+/* Runs first: it makes the shared pool of pk_exec_parallel_map while the system (simulated) allows
+   only 2 more threads. The pool must keep the threads it got and use them, not fail, run serially
+   and make and join threads again on every call. */
+typedef struct inflight_ctx {
+    int now, peak, ran;
+} inflight_ctx;
+static int inflight_item(void *ctx, size_t i)
+{
+    inflight_ctx *c = (inflight_ctx *)ctx;
+    int k = __atomic_add_fetch(&c->now, 1, __ATOMIC_SEQ_CST), p = __atomic_load_n(&c->peak, __ATOMIC_SEQ_CST);
+    (void)i;
+    while (k > p && !__atomic_compare_exchange_n(&c->peak, &p, k, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+    pk_test_sleep_ns(2000000);
+    __atomic_sub_fetch(&c->now, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&c->ran, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+static void test_shared_pool_thread_limit(void)
+{
+    inflight_ctx c;
+    long made;
+    memset(&c, 0, sizeof c);
+    __atomic_store_n(&tc_budget, 2, __ATOMIC_SEQ_CST);
+    made = __atomic_load_n(&tc_calls, __ATOMIC_SEQ_CST);
+    PK_CHECK_EQ(pk_exec_parallel_map(64, inflight_item, &c, 8, NULL), 0);
+    PK_CHECK_EQ(c.ran, 64);
+    PK_CHECK_MSG(c.peak >= 2 && c.peak <= 3, "peak in flight %d with 2 threads allowed", c.peak);
+    /* the next call does not try to make the pool again from scratch */
+    memset(&c, 0, sizeof c);
+    PK_CHECK_EQ(pk_exec_parallel_map(64, inflight_item, &c, 3, NULL), 0);
+    PK_CHECK_EQ(c.ran, 64);
+    PK_CHECK(c.peak >= 2 && c.peak <= 3);
+    printf("    shared pool under a 2-thread limit: %ld creations tried, peak %d in flight\n",
+           __atomic_load_n(&tc_calls, __ATOMIC_SEQ_CST) - made, c.peak);
+    __atomic_store_n(&tc_budget, -1, __ATOMIC_SEQ_CST);
+    /* without the limit it grows to what a call asks for */
+    memset(&c, 0, sizeof c);
+    PK_CHECK_EQ(pk_exec_parallel_map(64, inflight_item, &c, 6, NULL), 0);
+    PK_CHECK_EQ(c.ran, 64);
+    PK_CHECK(c.peak <= 6);
+}
+
 static void test_parallel_map(void)
 {
     int v[300], errs[300], i;
@@ -1741,6 +1787,7 @@ static void test_idle_pool_sleeps(void)
 int main(void)
 {
     pk_test_main_begin("test_exec");
+    PK_TEST(test_shared_pool_thread_limit); /* first: it makes the shared pool */
     PK_TEST(test_bad_input);
     PK_TEST(test_map_results);
     PK_TEST(test_concurrency_bound);
