@@ -68,7 +68,8 @@
      pk_prof_create(&p, cfg)                cfg NULL or zero = 1 hour in ns, 3 digits. 0; -EINVAL;
                                             -ENOMEM; -EAGAIN (no pthread key left)
      pk_prof_destroy(p)                     frees everything, including per-thread shards
-     pk_prof_label(p, name)                 id >= 0; -EINVAL (NULL); -ENOMEM. Same name, same id
+     pk_prof_label(p, name)                 id >= 0; -EINVAL (NULL); -ENOMEM; -ENOSPC (INT_MAX - 1
+                                            labels already). Same name, same id
      pk_prof_label_name(p, id)              the name, or NULL for an unknown id
      pk_prof_labels(p)                      number of labels
      pk_prof_now()                          monotonic ns (clock_gettime, vDSO: ~20 ns)
@@ -97,7 +98,8 @@
 
    COMPARE
      ratio_p50 = cand.p50 / base.p50, ratio_mean = cand.mean / base.mean (1 when both are 0),
-     improvement_pct = (1 - ratio_mean) * 100 (50 = the candidate takes half the time).
+     improvement_pct = (1 - ratio_mean) * 100 (50 = the candidate takes half the time; -1e308, not
+     -inf, when the baseline mean is 0 and the candidate's is not).
      `significant` comes from the Mann-Whitney U test (two-sided, alpha = 0.01, normal
      approximation with tie correction and continuity correction), computed exactly from the two
      histograms' buckets: samples in one bucket count as ties, which only makes the test a little
@@ -143,7 +145,10 @@
      percentile (checked by the tests against sorted data). pct <= 0 gives min, pct >= 100 gives
      max (clamped: pct outside 0..100 is not an error); NaN gives 0. Clamped samples count as
      max_value. min and max are exact (max is clamped to max_value). mean and stddev are computed
-     from the bucket values: relative error at most 10^-digits too.
+     from the bucket values: the mean's relative error is at most 10^-digits too; the stddev's
+     error is absolute, up to about the width of the samples' buckets (samples within one bucket
+     give 0). Counts saturate at 2^64 - 1 instead of wrapping. Ranks are ceil(pct / 100 * count),
+     computed so that p99.9 of 1000 samples is the 999th, not the 1000th.
      Memory, counts are uint64_t (bytes of one histogram, table included):
        1 ns .. 1 hour (3.6e12), digits 1..5:  2.5 KB, 14 KB, 110 KB, 0.94 MB, 8.3 MB
        (208, 1587, 13077, 116372 and 1034682 buckets). HdrHistogram_c needs about 270 KB at
@@ -152,7 +157,7 @@
      scratch histograms.
 
    LIMITS
-     digits 1..5; max_value >= 1. At most INT_MAX labels. One pthread key per pk_prof (glibc has
+     digits 1..5; max_value >= 1. At most INT_MAX - 1 labels. One pthread key per pk_prof (glibc has
      1024 keys per process). Timing overhead of pk_prof_now() + pk_prof_record() is about the
      cost of the clock read (vDSO clock_gettime) plus a few ns.
      Built into a shared library (-fPIC), the thread-local cache is reached through
@@ -643,13 +648,13 @@ PK_PROF__PRIV uint64_t pk_prof__at_rank(const pk_hist *h, const uint64_t *counts
         uint64_t above = total - rank; /* samples above the one wanted */
         for (i = nb; i >= 4 && (counts[i - 1] | counts[i - 2] | counts[i - 3] | counts[i - 4]) == 0;) i -= 4;
         while (i-- > 0) {
-            cum += counts[i];
+            cum = counts[i] > UINT64_MAX - cum ? UINT64_MAX : cum + counts[i]; /* counts saturate */
             if (cum > above) break;
         }
     } else {
         for (i = 0; i + 4 <= nb && (counts[i] | counts[i + 1] | counts[i + 2] | counts[i + 3]) == 0;) i += 4;
         for (; i < nb; i++) {
-            cum += counts[i];
+            cum = counts[i] > UINT64_MAX - cum ? UINT64_MAX : cum + counts[i];
             if (cum >= rank) break;
         }
     }
@@ -721,9 +726,10 @@ __attribute__((noinline, cold))
 #endif
 static void pk_prof__hist_add_over(pk_hist *h, uint64_t v, uint64_t n)
 {
-    PK_PROF__ST(h->counts[h->ovf], PK_PROF__LD(h->counts[h->ovf]) + n);
+    uint64_t c = PK_PROF__LD(h->counts[h->ovf]) + n;
     if (v > PK_PROF__LD(h->max)) PK_PROF__ST(h->max, v);
     if (v < PK_PROF__LD(h->min)) PK_PROF__ST(h->min, v);
+    __atomic_store_n(&h->counts[h->ovf], c < n ? UINT64_MAX : c, __ATOMIC_RELEASE);
 }
 
 /* HOT: single writer. */
@@ -735,11 +741,13 @@ static inline void pk_prof__hist_add(pk_hist *h, uint64_t v, uint64_t n)
         return;
     }
     i = pk_prof__index(h, v);
-    PK_PROF__ST(h->counts[i], PK_PROF__LD(h->counts[i]) + n);
     /* min and max are stored only when they change (rarely, after warm-up): an unconditional store
-       would chain every record to the previous one through store-to-load forwarding */
+       would chain every record to the previous one through store-to-load forwarding. They are
+       stored before the count, which is released: a reader that sees the count (acquire) sees
+       them too, so no snapshot holds a sample outside its min..max. (Plain stores on x86.) */
     if (v < PK_PROF__LD(h->min)) PK_PROF__ST(h->min, v);
     if (v > PK_PROF__LD(h->max)) PK_PROF__ST(h->max, v);
+    __atomic_store_n(&h->counts[i], PK_PROF__LD(h->counts[i]) + n, __ATOMIC_RELEASE);
 }
 
 PK_PROF_DEF void pk_hist_record(pk_hist *h, uint64_t value)
@@ -749,18 +757,28 @@ PK_PROF_DEF void pk_hist_record(pk_hist *h, uint64_t value)
 
 PK_PROF_DEF void pk_hist_record_n(pk_hist *h, uint64_t value, uint64_t count)
 {
-    if (h && count) pk_prof__hist_add(h, value, count);
+    uint64_t room;
+    if (!h || !count) return;
+    room = UINT64_MAX - pk_hist_count(h); /* counts saturate at 2^64 - 1 in all: never wrap */
+    if (count > room) count = room;
+    if (count) pk_prof__hist_add(h, value, count);
 }
 
 /* Sum of counts. Plain loads (they vectorise): only used on a pk_hist that no thread records
    into meanwhile (pk_hist's contract; pk_prof sums shards into a private scratch first). */
 PK_PROF__PRIV uint64_t pk_prof__sum(const uint64_t *c, size_t n)
 {
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, any = 0, t;
     size_t i;
-    for (i = 0; i + 4 <= n; i += 4) s0 += c[i], s1 += c[i + 1], s2 += c[i + 2], s3 += c[i + 3];
-    for (; i < n; i++) s0 += c[i];
-    return s0 + s1 + s2 + s3;
+    for (i = 0; i + 4 <= n; i += 4) {
+        s0 += c[i], s1 += c[i + 1], s2 += c[i + 2], s3 += c[i + 3];
+        any |= c[i] | c[i + 1] | c[i + 2] | c[i + 3];
+    }
+    for (; i < n; i++) s0 += c[i], any |= c[i];
+    /* every count below 2^43 and fewer than 2^21 buckets (digits 5 has about 2^20): no wrap */
+    if (any >> 43 == 0 && n < (size_t)1 << 21) return s0 + s1 + s2 + s3;
+    for (t = 0, i = 0; i < n; i++) t = c[i] > UINT64_MAX - t ? UINT64_MAX : t + c[i]; /* saturate */
+    return t;
 }
 
 PK_PROF_DEF uint64_t pk_hist_count(const pk_hist *h)
@@ -784,14 +802,18 @@ PK_PROF__PRIV int pk_prof__same_shape(const pk_hist *a, const pk_hist *b)
            a->L.q == b->L.q;
 }
 
-/* dst += src. Reads src with relaxed loads (it may be another thread's shard). */
+/* dst += src, counts saturating. Reads src's counts with acquire loads (it may be another
+   thread's shard: a count seen means its sample's min/max are seen, see pk_prof__hist_add). */
 PK_PROF__PRIV void pk_prof__hist_add_all(pk_hist *dst, const pk_hist *src)
 {
     size_t i;
     uint64_t a, b;
     for (i = 0; i < dst->L.nbuckets; i++) {
-        uint64_t c = PK_PROF__LD(src->counts[i]);
-        if (c) PK_PROF__ST(dst->counts[i], PK_PROF__LD(dst->counts[i]) + c);
+        uint64_t c = __atomic_load_n(&src->counts[i], __ATOMIC_ACQUIRE);
+        if (c) {
+            uint64_t d = PK_PROF__LD(dst->counts[i]);
+            PK_PROF__ST(dst->counts[i], c > UINT64_MAX - d ? UINT64_MAX : d + c);
+        }
     }
     a = PK_PROF__LD(src->min);
     b = PK_PROF__LD(dst->min);
@@ -808,7 +830,10 @@ PK_PROF_DEF int pk_hist_merge(pk_hist *dst, const pk_hist *src)
         pk_prof__hist_add_all(dst, src);
     } else { /* merging into itself doubles it */
         size_t i;
-        for (i = 0; i < dst->L.nbuckets; i++) PK_PROF__ST(dst->counts[i], PK_PROF__LD(dst->counts[i]) * 2);
+        for (i = 0; i < dst->L.nbuckets; i++) {
+            uint64_t d = PK_PROF__LD(dst->counts[i]);
+            PK_PROF__ST(dst->counts[i], d > UINT64_MAX / 2 ? UINT64_MAX : d * 2);
+        }
     }
     return 0;
 }
@@ -845,7 +870,7 @@ PK_PROF__PRIV int pk_prof__stats_cb(void *vctx, uint64_t lo, uint64_t hi, uint64
     d = (double)v - c->ref;
     c->sum += d * (double)count;
     c->sum2 += d * d * (double)count;
-    c->cum += count;
+    c->cum = count > UINT64_MAX - c->cum ? UINT64_MAX : c->cum + count;
     while (c->next < 5 && c->cum >= c->rank[c->next]) {
         uint64_t r = c->rank[c->next];
         c->val[c->next] = r <= 1 ? c->min : (r >= c->total ? c->max : v);
@@ -854,13 +879,15 @@ PK_PROF__PRIV int pk_prof__stats_cb(void *vctx, uint64_t lo, uint64_t hi, uint64
     return 0;
 }
 
+/* ceil(pct / 100 * total), where a product that lands a rounding error above an integer counts as
+   that integer (99.9 / 100 * 1000 is 999.0000000000001 in doubles: rank 999, not 1000). */
 PK_PROF__PRIV uint64_t pk_prof__rank(double pct, uint64_t total)
 {
-    double r = pct / 100.0 * (double)total;
+    double r = pct * (double)total / 100.0;
     uint64_t k;
     if (r >= (double)total) return total;
     k = (uint64_t)r;
-    if ((double)k < r) k++;
+    if ((double)k < r && r - (double)k > r * 1e-12) k++;
     return k < 1 ? 1 : k;
 }
 
@@ -969,7 +996,7 @@ PK_PROF__PRIV int pk_prof__compare(const pk_hist *hb, const uint64_t *cb, const 
     if (sb.count == 0 || sc.count == 0) return -ENOENT;
     out->ratio_p50 = pk_prof__ratio((double)sc.p50, (double)sb.p50);
     out->ratio_mean = pk_prof__ratio(sc.mean, sb.mean);
-    out->improvement_pct = (1.0 - out->ratio_mean) * 100.0;
+    out->improvement_pct = out->ratio_mean >= 1e300 ? -1e308 : (1.0 - out->ratio_mean) * 100.0; /* finite */
     pk_prof__mwu(hb, cb, cc, &z);
     out->z = z;
     out->p_value = pk_prof__erfc((z < 0 ? -z : z) / 1.4142135623730951);
@@ -1323,6 +1350,13 @@ static void pk_prof__record_slow(pk_prof *p, int id, uint64_t ns)
     pk_prof__hist_add(s->hists[id], ns, 1);
     return;
 fallback: /* out of memory: record under the lock into the label's own histogram */
+    if (s && s->stamp == stamp) { /* s->hists may have been reallocated: the cache must not keep the old array */
+        e = &pk_prof__tcache;
+        e->stamp = s->stamp;
+        e->hists = s->hists;
+        e->nhists = s->nhists;
+        e->s = s;
+    }
     pk_prof__hist_add(p->base[id], ns, 1);
     pthread_mutex_unlock(&p->lock);
 }
@@ -1550,10 +1584,29 @@ PK_PROF__PRIV void pk_prof__cells(const pk_prof_stats *st, char cells[PK_PROF__N
     cols[10] = (int)strlen(cells[10]);
 }
 
+/* v >= 0 with `decimals` digits after a '.', whatever LC_NUMERIC says (a comma would break CSV
+   and JSON). Returns buf (32 bytes). */
+PK_PROF__PRIV const char *pk_prof__fixed(char *buf, double v, int decimals)
+{
+    uint64_t scale = 1, x;
+    int d;
+    for (d = 0; d < decimals; d++) scale *= 10;
+    if (!(v >= 0)) v = 0;
+    if (v * (double)scale >= 9.0e18) { /* no fraction at this size: print it without one */
+        snprintf(buf, 32, "%.0f", v);
+        return buf;
+    }
+    x = (uint64_t)(v * (double)scale + 0.5);
+    if (decimals) snprintf(buf, 32, "%llu.%0*llu", (unsigned long long)(x / scale), decimals, (unsigned long long)(x % scale));
+    else snprintf(buf, 32, "%llu", (unsigned long long)x);
+    return buf;
+}
+
 PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
 {
     int i, c, n;
     pk_prof_stats st;
+    char f1[32], f2[32];
     if (!p || !out) return -EINVAL;
     if (format != PK_PROF_TEXT && format != PK_PROF_MARKDOWN && format != PK_PROF_CSV && format != PK_PROF_JSON)
         return -EINVAL;
@@ -1617,10 +1670,11 @@ PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
             pk_prof__snapshot(p, i, p->shape);
             pk_prof__hist_stats(p->shape, p->shape->counts, &st);
             pk_prof__csv_str(out, p->names[i]);
-            fprintf(out, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.1f,%.1f,%llu\n", (unsigned long long)st.count,
+            fprintf(out, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%s,%s,%llu\n", (unsigned long long)st.count,
                     (unsigned long long)st.min, (unsigned long long)st.p50, (unsigned long long)st.p90,
                     (unsigned long long)st.p95, (unsigned long long)st.p99, (unsigned long long)st.p999,
-                    (unsigned long long)st.max, st.mean, st.stddev, (unsigned long long)st.clamped);
+                    (unsigned long long)st.max, pk_prof__fixed(f1, st.mean, 1), pk_prof__fixed(f2, st.stddev, 1),
+                    (unsigned long long)st.clamped);
         }
     } else {
         fprintf(out, "{\"unit\":\"ns\",\"max_value\":%llu,\"digits\":%d,\"labels\":[",
@@ -1632,11 +1686,11 @@ PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
             pk_prof__json_str(out, p->names[i]);
             fprintf(out,
                     ",\"count\":%llu,\"min\":%llu,\"p50\":%llu,\"p90\":%llu,\"p95\":%llu,\"p99\":%llu,"
-                    "\"p999\":%llu,\"max\":%llu,\"mean\":%.3f,\"stddev\":%.3f,\"clamped\":%llu}",
+                    "\"p999\":%llu,\"max\":%llu,\"mean\":%s,\"stddev\":%s,\"clamped\":%llu}",
                     (unsigned long long)st.count, (unsigned long long)st.min, (unsigned long long)st.p50,
                     (unsigned long long)st.p90, (unsigned long long)st.p95, (unsigned long long)st.p99,
-                    (unsigned long long)st.p999, (unsigned long long)st.max, st.mean, st.stddev,
-                    (unsigned long long)st.clamped);
+                    (unsigned long long)st.p999, (unsigned long long)st.max, pk_prof__fixed(f1, st.mean, 3),
+                    pk_prof__fixed(f2, st.stddev, 3), (unsigned long long)st.clamped);
         }
         fputs(n ? "\n]}\n" : "]}\n", out);
     }

@@ -153,8 +153,9 @@ static void test_accuracy(void)
             for (i = 0; i < n; i++) pk_hist_record(h, vals[i]);
             if (d == 1) qsort(vals, (size_t)n, sizeof *vals, cmp_u64);
             for (k = 0; k < sizeof pcts / sizeof pcts[0]; k++) {
-                double r = pcts[k] / 100.0 * (double)n;
-                uint64_t rank = (uint64_t)ceil(r), got, exact;
+                /* the exact rank ceil(pct / 100 * n) in integers: every pct here has at most 3 decimals */
+                uint64_t mp = (uint64_t)(pcts[k] * 1000 + 0.5), got, exact;
+                uint64_t rank = (mp * (uint64_t)n + 99999) / 100000;
                 if (rank < 1) rank = 1;
                 if (rank > (uint64_t)n) rank = (uint64_t)n;
                 exact = vals[rank - 1];
@@ -1476,6 +1477,143 @@ static void test_records_under_alloc_failure(void)
     PK_CHECK_EQ(pk_test_alloc_live(), live0);
 }
 
+/* ---- regressions found by review ---- */
+
+/* p99.9 of 1000 samples is the 999th: 99.9 / 100 * 1000 is 999.0000000000001 in doubles */
+static void test_rank_rounding(void)
+{
+    pk_hist *h;
+    pk_prof_stats st;
+    int i;
+    PK_CHECK_EQ(pk_hist_create(&h, HOUR_NS, 3), 0);
+    pk_hist_record_n(h, 100, 999);
+    pk_hist_record(h, 1000000000);
+    PK_CHECK(within(pk_hist_percentile(h, 99.9), 100, 3));
+    pk_hist_stats(h, &st);
+    PK_CHECK(within(st.p999, 100, 3));
+    PK_CHECK_EQ(st.max, 1000000000);
+    pk_hist_destroy(h);
+    PK_CHECK_EQ(pk_hist_create(&h, HOUR_NS, 5), 0);
+    for (i = 1; i <= 100; i++) pk_hist_record(h, (uint64_t)i);
+    PK_CHECK_EQ(pk_hist_percentile(h, 7), 7);
+    PK_CHECK_EQ(pk_hist_percentile(h, 14), 14);
+    PK_CHECK_EQ(pk_hist_percentile(h, 28), 28);
+    PK_CHECK_EQ(pk_hist_percentile(h, 55), 55);
+    PK_CHECK_EQ(pk_hist_percentile(h, 56), 56);
+    pk_hist_destroy(h);
+}
+
+/* counts saturate instead of wrapping to an empty histogram; the comparison stays finite */
+static void test_saturation_and_finite_compare(void)
+{
+    pk_hist *h, *g;
+    pk_prof *p;
+    pk_prof_cmp cmp;
+    int a, b;
+    PK_CHECK_EQ(pk_hist_create(&h, HOUR_NS, 2), 0);
+    pk_hist_record_n(h, 100, UINT64_MAX);
+    pk_hist_record(h, 200);
+    PK_CHECK_EQ(pk_hist_count(h), UINT64_MAX);
+    PK_CHECK(within(pk_hist_percentile(h, 50), 100, 2));
+    PK_CHECK_EQ(pk_hist_create(&g, HOUR_NS, 2), 0);
+    pk_hist_record_n(g, 100, (uint64_t)1 << 63);
+    PK_CHECK_EQ(pk_hist_merge(g, g), 0);
+    PK_CHECK_EQ(pk_hist_count(g), UINT64_MAX);
+    PK_CHECK_EQ(pk_hist_merge(g, h), 0);
+    PK_CHECK_EQ(pk_hist_count(g), UINT64_MAX);
+    pk_hist_destroy(h);
+    pk_hist_destroy(g);
+    PK_CHECK_EQ(pk_prof_create(&p, NULL), 0);
+    a = pk_prof_label(p, "zero");
+    b = pk_prof_label(p, "five");
+    pk_prof_record(p, a, 0);
+    pk_prof_record(p, b, 5);
+    PK_CHECK_EQ(pk_prof_compare(p, a, b, &cmp), 0);
+    PK_CHECK(cmp.improvement_pct >= -1e308 && cmp.improvement_pct < 0);
+    pk_prof_destroy(p);
+    {
+        char buf[32];
+        PK_CHECK(strcmp(pk_prof__fixed(buf, 1.5, 3), "1.500") == 0);
+        PK_CHECK(strcmp(pk_prof__fixed(buf, 0.04, 1), "0.0") == 0);
+        PK_CHECK(strcmp(pk_prof__fixed(buf, 123.456, 1), "123.5") == 0);
+        PK_CHECK(strcmp(pk_prof__fixed(buf, 1e19, 3), "10000000000000000000") == 0);
+    }
+}
+
+/* A record whose new label's histogram cannot be allocated falls back to the label's own
+   histogram; the thread's cache must not keep the shard's old (reallocated, freed) array. */
+static void test_fallback_keeps_cache_valid(void)
+{
+    int k;
+    for (k = 1; k <= 4; k++) {
+        pk_prof *p;
+        pk_prof_stats st;
+        int a, b, i;
+        PK_CHECK_EQ(pk_prof_create(&p, NULL), 0);
+        a = pk_prof_label(p, "a");
+        pk_prof_record(p, a, 10); /* this thread's shard and cache exist now */
+        b = pk_prof_label(p, "b");
+        pk_test_alloc_fail_at(k);
+        pk_prof_record(p, b, 20);
+        pk_test_alloc_fail_at(0);
+        for (i = 0; i < 100; i++) pk_prof_record(p, a, 10); /* the fast path (ASan: no stale array) */
+        pk_prof_record(p, b, 20);
+        PK_CHECK_EQ(pk_prof_stats_get(p, a, &st), 0);
+        PK_CHECK_EQ(st.count, 101);
+        PK_CHECK_EQ(pk_prof_stats_get(p, b, &st), 0);
+        PK_CHECK_EQ(st.count, 2);
+        pk_prof_destroy(p);
+    }
+}
+
+/* A reader's snapshot never holds a sample above its max: the writer stores max before the count. */
+static pk_prof *torn_p;
+static int torn_id, torn_stop;
+static void *torn_writer(void *arg)
+{
+    uint64_t v = 16;
+    (void)arg;
+    while (!__atomic_load_n(&torn_stop, __ATOMIC_RELAXED)) {
+        pk_prof_record(torn_p, torn_id, v);
+        v += v / 8 + 1;
+        if (v > (uint64_t)1 << 40) v = 16; /* max rises bucket by bucket, then starts over */
+    }
+    return NULL;
+}
+static void test_snapshot_max_consistent(void)
+{
+    pk_prof_config cfg;
+    pk_hist *dst;
+    pthread_t th;
+    long it, torn = 0, n = pk_test_scale(400000);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.max_value = (uint64_t)1 << 40;
+    cfg.digits = 1;
+    PK_CHECK_EQ(pk_prof_create(&torn_p, &cfg), 0);
+    torn_id = pk_prof_label(torn_p, "x");
+    PK_CHECK_EQ(pk_hist_create(&dst, cfg.max_value, 1), 0);
+    torn_stop = 0;
+    pthread_create(&th, NULL, torn_writer, NULL);
+    for (it = 0; it < n; it++) {
+        size_t i;
+        uint64_t lo, hi;
+        if (it % 64 == 0) pk_prof_reset(torn_p); /* max starts over */
+        pk_hist_reset(dst);
+        PK_CHECK_EQ(pk_prof_hist_merge(torn_p, torn_id, dst), 0);
+        for (i = dst->L.nbuckets; i > 0 && !dst->counts[i - 1]; i--) {
+        }
+        if (i == 0) continue;
+        pk_prof__bounds(dst, i - 1, &lo, &hi);
+        if (dst->max < lo) torn++;
+    }
+    __atomic_store_n(&torn_stop, 1, __ATOMIC_RELAXED);
+    pthread_join(th, NULL);
+    printf("    %ld snapshots while recording: %ld with a sample above max\n", n, torn);
+    PK_CHECK_EQ(torn, 0);
+    pk_hist_destroy(dst);
+    pk_prof_destroy(torn_p);
+}
+
 int main(void)
 {
     pk_test_main_begin("test_prof");
@@ -1502,5 +1640,9 @@ int main(void)
     PK_TEST(test_compare);
     PK_TEST(test_alloc_failures);
     PK_TEST(test_records_under_alloc_failure);
+    PK_TEST(test_rank_rounding);
+    PK_TEST(test_saturation_and_finite_compare);
+    PK_TEST(test_fallback_keeps_cache_valid);
+    PK_TEST(test_snapshot_max_consistent);
     return pk_test_main_end();
 }
