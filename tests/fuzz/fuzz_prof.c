@@ -91,14 +91,13 @@ static int model_add(model *m, uint64_t v, uint64_t c, uint64_t maxv)
     return 1;
 }
 
+/* the exact rank ceil(pct / 100 * total), in integers: every pct used here is a multiple of 0.1 */
 static uint64_t rank_of(double pct, uint64_t total)
 {
-    double r = pct / 100.0 * (double)total;
-    uint64_t k;
-    if (r >= (double)total) return total;
-    k = (uint64_t)r;
-    if ((double)k < r) k++;
-    return k < 1 ? 1 : k;
+    __extension__ typedef unsigned __int128 u128;
+    u128 tenths = (u128)(uint64_t)(pct * 10 + 0.5), k = (tenths * total + 999) / 1000;
+    if (k > total) k = total;
+    return k < 1 ? 1 : (uint64_t)k;
 }
 
 static int g_checks_left; /* full checks per input: they walk every bucket */
