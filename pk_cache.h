@@ -115,12 +115,12 @@
    and allocator overhead, rounded). stats.bytes is the sum of the charges. Without on_remove each
    shard may also keep one dropped entry of at most 512 bytes for reuse (not charged).
    Shards: cfg.shards, or automatic: 64, halved while a shard would get under 64 entries of the
-   entry bound or under 1 MiB of the byte bound (at least 1). At most 1024. Each shard gets an
-   equal share of max_entries and max_bytes (the first max_bytes % shards shards get one byte more,
-   likewise for entries), so with shards > 1 a put whose charge exceeds its shard's share (about
-   max_bytes / shards) is refused with -E2BIG even though the whole bound would hold it; shards = 1
-   lifts that. A key or value whose size computation overflows is
-   also -E2BIG. Keys may be empty (klen 0; key may then be NULL) and are at most 4 GiB - 1 bytes.
+   entry bound or under 1 MiB of the byte bound (at least 1). At most 1024, and at most
+   max_entries when that is set. Each shard gets an equal share of max_entries and max_bytes (the
+   first max_bytes % shards shards get one byte more, likewise for entries), so with shards > 1 a
+   put whose charge exceeds its shard's share (about max_bytes / shards) is refused with -E2BIG
+   even though the whole bound would hold it; shards = 1 lifts that. A key or value whose size
+   computation overflows is also -E2BIG. Keys may be empty (klen 0; key may then be NULL) and are at most 4 GiB - 1 bytes.
    TTL: expire time = now + ttl, saturating; an entry expires when now >= its expire time.
    Expired entries are never returned; they are removed when touched or by purge_expired.
    Snapshot format (little-endian): "PKCACHE1" magic, u32 version (1), u32 flags (0); per entry u64
@@ -536,8 +536,12 @@ static size_t pk_cache__slot_of(pk_cache__shard_fields *s, const pk_cache__entry
     return i;
 }
 
-/* Makes room for `need` entries at load <= 3/4. The S3-FIFO ghost and sketch are resized with the
-   table (their history restarts; it is only a hint). 0 or -ENOMEM (shard unchanged). */
+/* Makes room for `need` entries at load <= 3/4. The S3-FIFO ghost and sketch grow with the table,
+   keeping their history: they are indexed by the low bits of a second hash, so cell j of the
+   bigger array takes cell j & old_mask of the old one, where every key that probed the old cell now
+   lands (a copy is found only by the key it belongs to: the fingerprint tells). So a grown shard
+   behaves as before, and a load that fails part way changes no admission decision. 0 or -ENOMEM
+   (shard unchanged). */
 static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need)
 {
     size_t cap = s->mask + 1, ncap = cap, i;
@@ -560,13 +564,14 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
             PK_FREE(sketch);
             return -ENOMEM;
         }
-        memset(ghost, 0, ncap * PK_CACHE__AUX * sizeof *ghost);
-        memset(sketch, 0, ncap * PK_CACHE__AUX * sizeof *sketch);
+        for (i = 0; i < ncap * PK_CACHE__AUX; i++) { /* cap * AUX old cells (a power of two) */
+            ghost[i] = s->ghost[i & (cap * PK_CACHE__AUX - 1)];
+            sketch[i] = s->sketch[i & (cap * PK_CACHE__AUX - 1)];
+        }
         PK_FREE(s->ghost);
         PK_FREE(s->sketch);
         __atomic_store_n(&s->ghost, ghost, __ATOMIC_RELAXED); /* read by pk_cache__prefetch_ghost */
         s->sketch = sketch;
-        s->sketch_samples = 0;
     }
     memset(slots, 0, ncap * sizeof *slots);
     for (i = 0; i < cap; i++)

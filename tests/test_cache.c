@@ -1026,6 +1026,54 @@ static void *thr_main(void *p)
     return NULL;
 }
 
+/* Growing a shard's table keeps the S3-FIFO ghost and sketch (a load that grew some shards and
+   then failed for memory used to wipe their admission history): every key in the ghost before is
+   in it after, no other key appears, and every sketch estimate is unchanged. */
+static int ghost_has(pk_cache__shard_fields *s, uint64_t h)
+{
+    uint64_t h2 = pk_cache__h2(h);
+    const pk_cache__ghost *g = &s->ghost[(size_t)h2 & pk_cache__aux_mask(s)];
+    return g->fp == ((uint32_t)(h2 >> 32) | 1u) && (uint32_t)(s->ghost_clock - g->stamp) <= (uint32_t)pk_cache__aux_mask(s);
+}
+static void test_growth_keeps_admission_history(void)
+{
+    pk_cache *c = mk(0, 100 * 70, 1, PK_CACHE_S3FIFO, NULL);
+    pk_cache__shard_fields *s = &c->shards[0].f;
+    static int in_ghost[2000];
+    static unsigned est[2000];
+    char k[16];
+    size_t mask0;
+    int i, ghosts = 0, same = 1;
+    for (i = 0; i < 400; i++) { /* a byte bound: the table can still grow after evictions */
+        sprintf(k, "a%04d", i);
+        put_s(c, k, "x");
+        if (i % 3 == 0) has(c, k, NULL);
+    }
+    for (i = 0; i < 2000; i++) {
+        uint64_t h;
+        sprintf(k, "a%04d", i);
+        h = pk_cache__hash(k, strlen(k), c->seed);
+        in_ghost[i] = ghost_has(s, h);
+        est[i] = pk_cache__sketch_get(s, h);
+        ghosts += in_ghost[i];
+    }
+    PK_CHECK(ghosts > 10);
+    mask0 = s->mask;
+    pthread_mutex_lock(&s->lock);
+    PK_CHECK_EQ(pk_cache__reserve(c, s, (s->mask + 1) * 2), 0);
+    pthread_mutex_unlock(&s->lock);
+    PK_CHECK(s->mask > mask0);
+    for (i = 0; i < 2000; i++) {
+        uint64_t h;
+        sprintf(k, "a%04d", i);
+        h = pk_cache__hash(k, strlen(k), c->seed);
+        if (ghost_has(s, h) != in_ghost[i] || pk_cache__sketch_get(s, h) != est[i]) same = 0;
+    }
+    PK_CHECK_MSG(same, "ghost or sketch changed when the table grew (%d keys were in the ghost)", ghosts);
+    check_stats_add_up(c);
+    pk_cache_destroy(c);
+}
+
 static void test_threads(void)
 {
     enum { T = 6 };
@@ -1277,6 +1325,7 @@ int main(void)
     PK_TEST(test_snapshot_damage);
     PK_TEST(test_scan_resistance);
     PK_TEST(test_ghost_admission);
+    PK_TEST(test_growth_keeps_admission_history);
     PK_TEST(test_threads);
     PK_TEST(test_concurrent_saves);
     PK_TEST(test_alloc_sweep);
