@@ -119,7 +119,8 @@
             -ENOMEM; or the first error create returned (all made so far destroyed).
      void pk_respool_destroy(pk_respool *p);
             destroys every idle resource. A resource still lent is REPORTED through on_leak (held_ns =
-            how long it has been out; counted in `leaks`) and NOT destroyed: the borrower owns it now
+            how long it has been out; counted in `leaks`, even if maintain reported that loan
+            already: this report hands it over) and NOT destroyed: the borrower owns it now
             and must dispose of it itself (the pool cannot know it is not in use). Then the pool frees
             all its own memory. No call on p may run or start meanwhile (no waiter, no borrower
             returning a resource).
@@ -153,7 +154,8 @@
    lock of its own, so they may block (a slow connect never blocks releases) and may call into the
    pool: reset, and create/validate/destroy/on_leak, may call the same pool's functions; init and fini
    may too. Two exceptions: init during create's prealloc (nobody else can see the pool yet), and a
-   respool's clock_ns, which runs under the pool's mutex: it must be quick and must not call the pool.
+   respool's clock_ns, which runs with or without the pool's mutex held, from any thread at once:
+   it must be quick and thread-safe, and must not call the pool.
 
    HOW THE OBJECT POOL IS FAST (and what it costs) -------------------------------------------------
    Per-thread caches. Each thread that uses a pool gets, on its first call, a cache of up to
@@ -1495,10 +1497,15 @@ PK_POOL_DEF int pk_pool_release(pk_pool *p, void *obj)
 PK_POOL_DEF void pk_pool_flush(pk_pool *p)
 {
     pk_pool__tlent *e;
+    pk_pool__cache *c;
     if (!p) return;
     e = &pk_pool__tl[p->gen & (PK_POOL__TLWAYS - 1)];
+    c = e->gen == p->gen ? e->c : NULL;
+    if (!c) /* the table slot may hold another pool now: the thread's list has every cache */
+        for (c = pk_pool__tl_list; c && c->gen != p->gen; c = c->tnext) {
+        }
     pthread_mutex_lock(&p->mu);
-    if (e->gen == p->gen && e->c) pk_pool__cache_drain(p, e->c);
+    if (c) pk_pool__cache_drain(p, c);
     pk_pool__trim(p);
     pthread_mutex_unlock(&p->mu);
 }
@@ -1716,7 +1723,8 @@ PK_POOL__FN void pk_pool__unpark(pk_respool *p)
     size_t i;
     for (i = 0; i < PK_POOL__PARK; i++) {
         pk_pool__item *it;
-        if (!__atomic_load_n(&p->park[i], __ATOMIC_RELAXED)) continue;
+        /* seq_cst: after the waiter's nwait store (Dekker); free on x86, needed on weaker CPUs */
+        if (!__atomic_load_n(&p->park[i], __ATOMIC_SEQ_CST)) continue;
         it = __atomic_exchange_n(&p->park[i], (pk_pool__item *)NULL, __ATOMIC_SEQ_CST);
         if (!it) continue;
         pk_pool__set_st(it, PK_POOL__RP_IDLE);
@@ -1947,8 +1955,12 @@ PK_POOL_DEF void pk_respool_destroy(pk_respool *p)
     PK_FREE(p);
 }
 
-PK_POOL__FN void pk_pool__deadline(struct timespec *ts, uint64_t at)
+/* The monotonic deadline of one timed wait: `at`, or at most 2^28 s (8.5 years) after `now`, so that
+   a far deadline cannot overflow a 32-bit time_t; a step that ends early is followed by another. */
+PK_POOL__FN void pk_pool__deadline(struct timespec *ts, uint64_t now, uint64_t at)
 {
+    const uint64_t step = ((uint64_t)1 << 28) * 1000000000u;
+    if (at - now > step) at = now + step;
     ts->tv_sec = (time_t)(at / 1000000000u);
     ts->tv_nsec = (long)(at % 1000000000u);
 }
@@ -2049,17 +2061,20 @@ PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_n
                 p->wq_tail = &w;
                 __atomic_store_n(&p->nwait, p->nwait + 1, __ATOMIC_SEQ_CST); /* then unpark: see Dekker above */
                 pk_pool__kick(p); /* in case something is free (keeps the invariant) */
-                if (deadline) pk_pool__deadline(&ts, deadline);
+                if (deadline) pk_pool__deadline(&ts, t0, deadline);
                 while (w.state == PK_POOL__W_WAIT) {
                     if (!deadline) {
                         pthread_cond_wait(&w.cv, &p->mu);
                     } else {
                         int e = pthread_cond_timedwait(&w.cv, &p->mu, &ts);
+                        uint64_t t;
                         if (w.state != PK_POOL__W_WAIT) break;
-                        if (e == ETIMEDOUT || pk_pool__mono_ns() >= deadline) {
+                        t = pk_pool__mono_ns();
+                        if (t >= deadline) {
                             pk_pool__wq_del(p, &w);
                             break;
                         }
+                        if (e == ETIMEDOUT) pk_pool__deadline(&ts, t, deadline); /* a step ended: the next */
                     }
                 }
                 pthread_cond_destroy(&w.cv);
@@ -2151,7 +2166,7 @@ static inline int pk_pool__release_fast(pk_respool *p, void *res)
         return 0; /* not that loan any more: the slow path says why */
     m->gen = 0;
     now = p->clock_on_put ? pk_pool__rp_now(p) : 0;
-    PK_POOL__ST(it->since_ns, now);
+    __atomic_store_n(&it->since_ns, now, __ATOMIC_RELEASE);
     if (!(p->cfg.max_lifetime_ns && now - it->born_ns >= p->cfg.max_lifetime_ns))
         for (i = 0; i < PK_POOL__PARK; i++) {
             pk_pool__item *none = NULL;
@@ -2214,15 +2229,24 @@ PK_POOL_DEF int pk_respool_invalidate(pk_respool *p, void *res)
     return 0;
 }
 
-/* mu held: a lent item whose loan is older than leak_ns and not reported yet, or NULL. */
-PK_POOL__FN pk_pool__item *pk_pool__leak_find(pk_respool *p, uint64_t now)
+/* mu held: a lent item whose loan is older than leak_ns and not reported yet, or NULL; *held = its
+   age. Loans begin and end without the mutex (lend, release_fast), so the loan is read like a
+   seqlock: tag, since_ns, tag again; a changed tag means that loan ended meanwhile. */
+PK_POOL__FN pk_pool__item *pk_pool__leak_find(pk_respool *p, uint64_t now, uint64_t *held)
 {
     size_t i;
     for (i = 0; i < p->map_cap; i++) {
         pk_pool__item *it = p->map[i];
-        if (it && pk_pool__st(it) == PK_POOL__RP_LENT && !PK_POOL__LD(it->leak_reported) && !it->pinned &&
-            now - PK_POOL__LD(it->since_ns) >= p->cfg.leak_ns)
+        uint64_t since, t;
+        if (!it || it->pinned) continue;
+        t = __atomic_load_n(&it->tag, __ATOMIC_ACQUIRE);
+        if ((t & 7u) != PK_POOL__RP_LENT || PK_POOL__LD(it->leak_reported)) continue;
+        since = __atomic_load_n(&it->since_ns, __ATOMIC_ACQUIRE); /* the tag below is read after it */
+        if (__atomic_load_n(&it->tag, __ATOMIC_RELAXED) != t) continue; /* that loan ended meanwhile */
+        if (now >= since && now - since >= p->cfg.leak_ns) { /* a loan begun after `now`: not yet */
+            *held = now - since;
             return it;
+        }
     }
     return NULL;
 }
@@ -2262,10 +2286,9 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
     while (p->cfg.leak_ns) {
         uint64_t held = 0;
         now = pk_pool__rp_now(p);
-        it = pk_pool__leak_find(p, now);
+        it = pk_pool__leak_find(p, now, &held);
         if (!it) break;
         PK_POOL__ST(it->leak_reported, 1);
-        held = now - PK_POOL__LD(it->since_ns);
         p->leaks++;
         work++;
         if (p->cfg.on_leak) {
