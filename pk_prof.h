@@ -83,11 +83,14 @@
      pk_prof_mem_snapshot(&m)               current and peak RSS (VmRSS, VmHWM of /proc/self/status:
                                             the kernel's counters, which may lag by a few pages);
                                             -EINVAL (NULL); -ENOSYS off Linux or without /proc
-     PK_PROF_SCOPE(p, id) { ... }           times the block; a break/return/goto out of it skips
-                                            the record (it records on normal exit only)
+     PK_PROF_SCOPE(p, id) { ... }           times the block; a return/goto out of it skips the
+                                            record. It is a for loop: break and continue inside
+                                            it apply to the scope itself (break leaves it without
+                                            recording, continue ends it and records), never to an
+                                            enclosing loop or switch
 
    REPORT FORMATS
-     PK_PROF_TEXT      aligned table, human units (ns, µs, ms, s; UTF-8 "µ")
+     PK_PROF_TEXT      aligned table (a column per code point), human units (ns, µs, ms, s; UTF-8 "µ")
      PK_PROF_MARKDOWN  GitHub table, same units, '|' in names escaped
      PK_PROF_CSV       header row; times in integer ns (mean and stddev with 1 decimal); RFC 4180
                        quoting of names
@@ -952,7 +955,7 @@ PK_PROF_DEF uint64_t pk_hist_percentile(const pk_hist *h, double pct)
 PK_PROF__PRIV void pk_prof__mwu(const pk_hist *shape, const uint64_t *a, const uint64_t *b, double *z_out)
 {
     size_t i, nb = shape->L.nbuckets;
-    double n1 = 0, n2 = 0, below_a = 0, u = 0, ties = 0, N, mu, var, z;
+    double n1 = 0, n2 = 0, below_a = 0, u = 0, spread = 0, seen = 0, N, mu, var, z;
     for (i = 0; i < nb; i++) {
         n1 += (double)PK_PROF__LD(a[i]);
         n2 += (double)PK_PROF__LD(b[i]);
@@ -964,11 +967,15 @@ PK_PROF__PRIV void pk_prof__mwu(const pk_hist *shape, const uint64_t *a, const u
         if (t == 0) continue;
         u += cb * below_a + 0.5 * ca * cb;
         below_a += ca;
-        ties += t * t * t - t;
+        spread += 3 * seen * t * (seen + t); /* (seen + t)^3 - seen^3 - t^3 */
+        seen += t;
     }
     N = n1 + n2;
     mu = n1 * n2 / 2;
-    var = n1 * n2 / 12.0 * ((N + 1) - (N > 1 ? ties / (N * (N - 1)) : 0));
+    /* Tie-corrected variance n1 n2 / 12 * ((N + 1) - sum(t^3 - t) / (N (N - 1))), written as
+       n1 n2 / 12 * (N^3 - sum t^3) / (N (N - 1)) with N^3 - sum t^3 summed bucket by bucket: no
+       difference of two huge near-equal terms (with ~1e17 samples in one bucket it came out <= 0). */
+    var = N > 1 ? n1 * n2 / 12.0 * (spread / (N * (N - 1))) : 0;
     if (var <= 0) {
         *z_out = 0;
         return;
@@ -1486,8 +1493,9 @@ PK_PROF__PRIV int pk_prof__utf8_len(const unsigned char *s)
     return n;
 }
 
-/* A name as a table cell for people: control characters and bytes that are not UTF-8 shown as C
-   escapes, so that every row stays on one line and aligned. Writes it if f != NULL; returns the
+/* A name as a table cell for people: control characters (C0, DEL, C1, U+2028/9) and bytes that are
+   not UTF-8 shown as C escapes, so that every row stays on one line. Columns are counted one per
+   code point: wide (CJK) or combining characters shift their row. Writes it if f != NULL; returns the
    display columns. md: also escape '|' (Markdown). */
 PK_PROF__PRIV int pk_prof__cell_name(FILE *f, const char *s, int md)
 {
@@ -1503,6 +1511,10 @@ PK_PROF__PRIV int pk_prof__cell_name(FILE *f, const char *s, int md)
             else if (n != 0 && *u == '\r') strcpy(esc, "\\r");
             else snprintf(esc, sizeof esc, "\\x%02x", *u);
             n = 1;
+        } else if (n == 2 && u[0] == 0xc2 && u[1] < 0xa0) { /* C1 controls (NEL, CSI, ...) */
+            snprintf(esc, sizeof esc, "\\u%04x", (unsigned)u[1]);
+        } else if (n == 3 && u[0] == 0xe2 && u[1] == 0x80 && (u[2] == 0xa8 || u[2] == 0xa9)) { /* line/para sep */
+            snprintf(esc, sizeof esc, "\\u%04x", 0x2000u + (u[2] & 0x3fu));
         } else if (md && (*u == '|' || *u == '\\')) {
             esc[0] = '\\', esc[1] = (char)*u, esc[2] = 0;
         }
@@ -1613,7 +1625,8 @@ PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
     pthread_mutex_lock(&p->lock);
     n = p->nlabels;
     if (format == PK_PROF_TEXT) {
-        /* two passes: widths, then rows (the snapshot is taken twice; the widths allow for that) */
+        /* two passes: widths, then rows. The snapshot is taken twice, and records between the two
+           can widen a cell beyond its column: every cell keeps at least one space before it. */
         int w[PK_PROF__NCOLS + 1], cols[PK_PROF__NCOLS];
         char cells[PK_PROF__NCOLS][32];
         w[0] = 5;
@@ -1641,7 +1654,7 @@ PK_PROF_DEF int pk_prof_report(pk_prof *p, FILE *out, int format)
             pk_prof__hist_stats(p->shape, p->shape->counts, &st);
             pk_prof__cells(&st, cells, cols);
             for (c = 0; c < PK_PROF__NCOLS; c++) {
-                pk_prof__pad(out, 2 + w[c + 1] - cols[c]);
+                pk_prof__pad(out, 2 + w[c + 1] - cols[c] > 0 ? 2 + w[c + 1] - cols[c] : 1);
                 fputs(cells[c], out);
             }
             fputs("\n", out);

@@ -1614,6 +1614,41 @@ static void test_snapshot_max_consistent(void)
     pk_prof_destroy(torn_p);
 }
 
+/* Mann-Whitney with nearly every sample in one bucket and counts near 1e17: the tie-corrected
+   variance was a difference of two huge near-equal doubles and came out <= 0 (z = 0). The exact z
+   for 1e17 samples at 100 against one at 200 is about 3.16e8. */
+static void test_compare_huge_ties(void)
+{
+    pk_hist *a, *b;
+    double z = 0;
+    PK_CHECK_EQ(pk_hist_create(&a, HOUR_NS, 3), 0);
+    PK_CHECK_EQ(pk_hist_create(&b, HOUR_NS, 3), 0);
+    pk_hist_record_n(a, 100, 100000000000000000ull);
+    pk_hist_record(b, 200);
+    pk_prof__mwu(a, a->counts, b->counts, &z);
+    PK_CHECK_MSG(z > 3.0e8 && z < 3.3e8, "z = %g, exact about 3.16e8", z);
+    pk_hist_destroy(a);
+    pk_hist_destroy(b);
+}
+
+/* C1 controls and U+2028/9 in a name are escaped in text and Markdown: a row stays on one line */
+static void test_report_c1_escapes(void)
+{
+    pk_prof *p;
+    char *txt;
+    size_t len;
+    PK_CHECK_EQ(pk_prof_create(&p, NULL), 0);
+    pk_prof_record(p, pk_prof_label(p, "a\xc2\x85" "b\xe2\x80\xa8" "c"), 5);
+    txt = report_to_string(p, PK_PROF_TEXT, &len);
+    PK_CHECK(txt && strstr(txt, "a\\u0085b\\u2028c") != NULL);
+    PK_CHECK(txt && strstr(txt, "\xc2\x85") == NULL && strstr(txt, "\xe2\x80\xa8") == NULL);
+    free(txt);
+    txt = report_to_string(p, PK_PROF_MARKDOWN, &len);
+    PK_CHECK(txt && strstr(txt, "a\\u0085b\\u2028c") != NULL);
+    free(txt);
+    pk_prof_destroy(p);
+}
+
 int main(void)
 {
     pk_test_main_begin("test_prof");
@@ -1644,5 +1679,7 @@ int main(void)
     PK_TEST(test_saturation_and_finite_compare);
     PK_TEST(test_fallback_keeps_cache_valid);
     PK_TEST(test_snapshot_max_consistent);
+    PK_TEST(test_compare_huge_ties);
+    PK_TEST(test_report_c1_escapes);
     return pk_test_main_end();
 }
