@@ -39,13 +39,14 @@
    -------
    PK_CACHE_IMPLEMENTATION  in exactly one file: compiles the implementation.
    PK_CACHE_STATIC          every function static (private to that file).
-   PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)   allocator (default: malloc, realloc, free).
+   PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)   allocator (default: malloc, realloc, free); all three
+                                                or none (shared by all pk headers).
    PK_ASSERT(x)             internal assertions (default: assert).
 
    API (every function taking pk_cache * requires a valid cache; errors are negative errno values)
    ---
-   pk_cache_create(&c, cfg)   cfg NULL or zeroed fields = defaults. -EINVAL: both bounds 0, an
-                              unknown policy, out NULL. -ENOMEM.
+   pk_cache_create(&c, cfg)   zeroed fields = defaults, but a bound is required: -EINVAL for cfg
+                              NULL or both bounds 0, an unknown policy, out NULL. -ENOMEM.
    pk_cache_destroy(c)        frees everything; calls no callback. NULL is a no-op.
    pk_cache_put(c, k, kl, v, vl, ttl)   copies key and value; replaces an equal key (reported as
                               PK_CACHE_REPLACED; counts as a use); an equal key that has expired is
@@ -219,6 +220,12 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
 #include <time.h>
 #include <unistd.h>
 
+/* PK_MALLOC, PK_REALLOC and PK_FREE go together (all pk headers share them): define all three or
+   none, or a header that reallocates would mix your allocator with libc's */
+#if (defined(PK_MALLOC) || defined(PK_REALLOC) || defined(PK_FREE)) && \
+    !(defined(PK_MALLOC) && defined(PK_REALLOC) && defined(PK_FREE))
+#error "pk: define PK_MALLOC, PK_REALLOC and PK_FREE together, or none of them"
+#endif
 #ifndef PK_MALLOC
 #define PK_MALLOC(n) malloc(n)
 #endif

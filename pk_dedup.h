@@ -42,7 +42,8 @@ int main(void)
    Options (#define before including the implementation)
      PK_DEDUP_IMPLEMENTATION   in exactly one C/C++ file: compiles the implementation.
      PK_DEDUP_STATIC           makes every function static (private to that file).
-     PK_MALLOC(n), PK_FREE(p)  allocator (default malloc/free). PK_REALLOC is not used.
+     PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)  allocator (default malloc/realloc/free); define
+                               all three or none (shared by all pk headers; this one never reallocates)
      PK_ASSERT(x)              default assert(x).
      Under strict -std=c99 define _POSIX_C_SOURCE=200809L (clock_gettime, pthread_condattr_setclock);
      with -std=gnu99 or the compiler default nothing is needed. Link with -pthread.
@@ -200,6 +201,12 @@ PK_DEDUP_DEF void pk_dedup_stats_get(pk_dedup *d, pk_dedup_stats *out);
 #include <time.h>
 #include <unistd.h>
 
+/* PK_MALLOC, PK_REALLOC and PK_FREE go together (all pk headers share them): define all three or
+   none, or a header that reallocates would mix your allocator with libc's */
+#if (defined(PK_MALLOC) || defined(PK_REALLOC) || defined(PK_FREE)) && \
+    !(defined(PK_MALLOC) && defined(PK_REALLOC) && defined(PK_FREE))
+#error "pk: define PK_MALLOC, PK_REALLOC and PK_FREE together, or none of them"
+#endif
 #ifndef PK_MALLOC
 #define PK_MALLOC(n) malloc(n)
 #endif

@@ -50,7 +50,8 @@ int main(void)
    OPTIONS (#define before the implementation) --------------------------------------------------------
    PK_EXEC_STATIC           every function static (private to the including file)
    PK_EXEC_DEF              linkage of the public functions (default extern, or static with the above)
-   PK_MALLOC(n) PK_FREE(p) PK_REALLOC(p, n)   allocator (default malloc/free/realloc); shared by pk headers
+   PK_MALLOC(n) PK_FREE(p) PK_REALLOC(p, n)   allocator (default malloc/free/realloc); shared by pk
+                            headers: define all three or none
    PK_ASSERT(x)             default assert(x)
    PK_EXEC_MAX_THREADS      upper bound on config.threads (default 4096); above it create says -EINVAL
    PK_EXEC_SPIN_NS          default for config.spin_ns: 50000 (50 us)
@@ -313,6 +314,12 @@ PK_EXEC_DEF uint64_t pk_exec_now_ns(void);
 #include <time.h>
 #include <unistd.h>
 
+/* PK_MALLOC, PK_REALLOC and PK_FREE go together (all pk headers share them): define all three or
+   none, or a header that reallocates would mix your allocator with libc's */
+#if (defined(PK_MALLOC) || defined(PK_REALLOC) || defined(PK_FREE)) && \
+    !(defined(PK_MALLOC) && defined(PK_REALLOC) && defined(PK_FREE))
+#error "pk: define PK_MALLOC, PK_REALLOC and PK_FREE together, or none of them"
+#endif
 #ifndef PK_MALLOC
 #include <stdlib.h>
 #define PK_MALLOC(n) malloc(n)

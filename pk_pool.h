@@ -83,7 +83,7 @@
    --->8---
 
    OPTIONS (#define before the implementation) ---------------------------------------------------
-     PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)   allocator (default: C library)
+     PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)   allocator (default: C library); all three or none
      PK_ASSERT(x)                                  default: assert(x)
      PK_POOL_CACHE           per-thread cache of an object pool, in objects (default 64; 0 = none)
      PK_POOL_CHUNK_BYTES     target size of one slab of objects (default 65536)
@@ -331,6 +331,12 @@ extern long syscall(long number, ...); /* not declared under strict -std=c99 + _
 #endif
 #endif
 
+/* PK_MALLOC, PK_REALLOC and PK_FREE go together (all pk headers share them): define all three or
+   none, or a header that reallocates would mix your allocator with libc's */
+#if (defined(PK_MALLOC) || defined(PK_REALLOC) || defined(PK_FREE)) && \
+    !(defined(PK_MALLOC) && defined(PK_REALLOC) && defined(PK_FREE))
+#error "pk: define PK_MALLOC, PK_REALLOC and PK_FREE together, or none of them"
+#endif
 #ifndef PK_MALLOC
 #define PK_MALLOC(n) malloc(n)
 #endif

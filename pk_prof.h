@@ -10,7 +10,8 @@
    #define PK_PROF_IMPLEMENTATION
    #include "pk_prof.h"
 
-   static void work(void) { volatile int i; for (i = 0; i < 1000; i++) { } }
+   static volatile int sink;
+   static void work(void) { int i; for (i = 0; i < 1000; i++) sink = i; }
 
    int main(void)
    {
@@ -45,7 +46,7 @@
    OPTIONS (#define before including the implementation)
    -------
    PK_PROF_STATIC          make every function static (private to the including file)
-   PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)   allocator; default malloc/realloc/free
+   PK_MALLOC(n), PK_REALLOC(p, n), PK_FREE(p)   allocator; default malloc/realloc/free; all three or none
    PK_ASSERT(x)            default assert(x)
 
    API
@@ -273,6 +274,12 @@ PK_PROF_DEF int pk_prof_mem_snapshot(pk_prof_mem *out);
 #include <string.h>
 #include <time.h>
 
+/* PK_MALLOC, PK_REALLOC and PK_FREE go together (all pk headers share them): define all three or
+   none, or a header that reallocates would mix your allocator with libc's */
+#if (defined(PK_MALLOC) || defined(PK_REALLOC) || defined(PK_FREE)) && \
+    !(defined(PK_MALLOC) && defined(PK_REALLOC) && defined(PK_FREE))
+#error "pk: define PK_MALLOC, PK_REALLOC and PK_FREE together, or none of them"
+#endif
 #ifndef PK_MALLOC
 #define PK_MALLOC(n) malloc(n)
 #endif

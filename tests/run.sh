@@ -115,15 +115,15 @@ compile_checks() {
 
 # ---------------------------------------------------------------------------------------------
 doc_examples() {
-    section "doc examples: each header's Quick start, compiled as C99 and C++11 and run"
+    section "doc examples: each header's Quick start, compiled as C99, C++11 and C++20 and run"
     local h src out c
     for h in $HEADERS; do
         src="$BUILD/example_${h%.h}.c"
         awk '/^[[:space:]]*--->8---/{p=0} p{print} /^[[:space:]]*---8<---/{p=1}' "$h" > "$src"
         if [ ! -s "$src" ]; then bad "$h has no Quick start example between ---8<--- and --->8---"; continue; fi
-        for c in "gcc -std=c99" "g++ -x c++ -std=c++11"; do
+        for c in "gcc -std=c99" "g++ -x c++ -std=c++11" "g++ -x c++ -std=c++20"; do
             have "${c%% *}" || continue
-            out="$LOG/example_${h%.h}_${c%% *}.log"
+            out="$LOG/example_${h%.h}_${c##*=}.log"
             if (cd "$BUILD" && $c -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pthread -I"$TOP" "example_${h%.h}.c" -o "example_${h%.h}" -lm) > "$out" 2>&1 &&
                (cd "$BUILD" && timeout 60 "./example_${h%.h}") >> "$out" 2>&1; then
                 ok "$h example ($c)"

@@ -2,6 +2,7 @@
 # Builds a tiny consumer of pk three ways, as users do:
 #   1. a copied header next to the program;
 #   2. the repo as a git submodule of a throwaway repo, CMake add_subdirectory + pk::pk;
+#   2b. `cmake --install`, then find_package(pk) in another CMake project;
 #   3. `make install PREFIX=…` then pkg-config --cflags pk.
 # Prints "  ok NAME", "  skip NAME (why)" or "  FAIL NAME" per way. Missing tools skip.
 set -u
@@ -58,6 +59,27 @@ CM
         { echo "  FAIL git submodule + cmake add_subdirectory"; tail -n 20 "$tmp/sub.log"; }
 else
     echo "  skip git submodule + cmake (apt-get install git cmake)"
+fi
+
+# 2b. cmake --install, then find_package(pk) from another project
+if have git && have cmake && [ -d "${src:-}" ]; then
+    (
+        set -e
+        cmake -S "$src" -B "$tmp/cmb" -DCMAKE_C_COMPILER="$CC" -DCMAKE_INSTALL_PREFIX="$tmp/cmprefix" >/dev/null
+        cmake --install "$tmp/cmb" >/dev/null
+        mkdir -p "$tmp/fp" && cd "$tmp/fp" && cp "$tmp/main.c" main.c
+        cat > CMakeLists.txt <<'CM'
+cmake_minimum_required(VERSION 3.10)
+project(consumer C)
+find_package(pk 0.1 REQUIRED)
+add_executable(app main.c)
+target_link_libraries(app PRIVATE pk::pk m)
+CM
+        cmake -S . -B b -DCMAKE_C_COMPILER="$CC" -DCMAKE_PREFIX_PATH="$tmp/cmprefix" >/dev/null
+        cmake --build b >/dev/null
+        ./b/app
+    ) >"$tmp/fp.log" 2>&1 && echo "  ok cmake --install + find_package(pk)" ||
+        { echo "  FAIL cmake --install + find_package(pk)"; tail -n 20 "$tmp/fp.log"; }
 fi
 
 # 3. make install + pkg-config
