@@ -64,8 +64,10 @@
                               releasing a zeroed ref is a no-op. Values are 8-byte aligned.
    pk_cache_remove(c, k, kl)  0, or -ENOENT (also for an expired entry, which is then reported to
                               on_remove as PK_CACHE_EXPIRED), -EINVAL.
-   pk_cache_remove_prefix(c, p, pl)   removes keys starting with p; returns the count removed.
-   pk_cache_remove_match(c, glob)     '*' any bytes, '?' one byte, other bytes literal; returns
+   pk_cache_remove_prefix(c, p, pl)   removes keys starting with p (pl 0: every key); returns the
+                              count removed.
+   pk_cache_remove_match(c, glob)     '*' any bytes, '?' one byte (NUL bytes in keys included),
+                              other bytes literal (the glob is a C string: no literal NUL); returns
                               the count removed. NULL glob removes nothing.
    pk_cache_purge_expired(c)  removes every expired entry now; returns the count.
    pk_cache_clear(c)          removes everything (PK_CACHE_CLEARED for each).

@@ -74,7 +74,9 @@ int main(void)
         tasks, on_drop callbacks, or map items and progress callbacks a worker runs), or inside an
         on_drop that submit delivers for it, it does NOTHING and returns at once: a thread cannot join
         itself. Destroy the pool later from another thread. No other call on the pool may be in
-        progress or follow. Workers spinning for work (spin_ns) stop at once.
+        progress or follow, except submits from its own tasks and on_drop callbacks while destroy
+        drains the queue: those tasks also run or are dropped before destroy returns. Workers
+        spinning for work (spin_ns) stop at once.
 
    int  pk_exec_map(pk_exec *e, size_t n, pk_exec_fn fn, void *ctx, const pk_exec_map_opts *opts)
         Runs fn(ctx, i) for i in [0, n) and returns when every item has run or been skipped.
@@ -917,16 +919,23 @@ static void pk_exec__deliver_drops_and_lock(pk_exec *e, pk_exec__task *drops, si
 }
 
 /* With mu held and queued > 0: takes the next task to start (dropping expired ones on the way),
-   starts it with mu released, and returns with mu held again. */
+   starts it with mu released, and returns with mu held again. When it dropped tasks, it only
+   delivers their on_drop calls and returns: the next task is picked after them, so that a slow
+   on_drop cannot make it start past its deadline, ahead of a higher-priority task submitted
+   meanwhile, or with the on_drop time counted as its run time. */
 static void pk_exec__run_next_locked(pk_exec *e)
 {
     pk_exec__task *t = NULL, *drops = NULL;
     size_t k = 0;
     uint64_t now = pk_exec__clock(e), end;
-    int l;
-    for (l = 2; l >= 0 && !t; l--) {
+    int l, later = 0;
+    for (l = 2; l >= 0 && !t && !later; l--) {
         pk_exec__task *x;
         while ((x = e->q[l].head) != NULL) {
+            if (k && !(x->deadline && now >= x->deadline)) { /* picked after the on_drops */
+                later = 1;
+                break;
+            }
             pk_exec__unlink(e, x);
             if (x->deadline && now >= x->deadline) {
                 pk_exec__push_drop(&drops, x, -ETIMEDOUT);

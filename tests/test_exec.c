@@ -1758,6 +1758,70 @@ static void test_inside_two_pools(void)
     pk_exec_destroy(tp.b);
 }
 
+/* A worker that drops expired tasks calls their on_drop before it picks the next task: a slow
+   on_drop must not let a task start past its deadline, nor ahead of a HIGH task submitted while
+   the on_drop runs (the worker used to take the next task first, then deliver the drops). */
+static int od_gate, od_in_drop, od_y_rc;
+static uint64_t od_y_start, od_h_start;
+static void od_blocker(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&od_gate, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+}
+static void od_slow_drop(void *arg, int reason)
+{
+    (void)arg;
+    (void)reason;
+    __atomic_store_n(&od_in_drop, 1, __ATOMIC_SEQ_CST);
+    pk_test_sleep_ns(200000000);
+}
+static void od_y(void *arg)
+{
+    (void)arg;
+    od_y_start = pk_test_now_ns();
+}
+static void od_y_drop(void *arg, int reason)
+{
+    (void)arg;
+    od_y_rc = reason;
+}
+static void od_h(void *arg)
+{
+    (void)arg;
+    od_h_start = pk_test_now_ns();
+}
+static void test_next_task_picked_after_drops(void)
+{
+    pk_exec *e;
+    pk_exec_config cfg;
+    pk_exec_task_opts o;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 1;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    od_gate = od_in_drop = od_y_rc = 0;
+    od_y_start = od_h_start = 0;
+    PK_CHECK_EQ(pk_exec_submit(e, od_blocker, NULL), 0);
+    pk_test_sleep_ns(20000000);
+    memset(&o, 0, sizeof o);
+    o.deadline_ns = pk_exec_now_ns() + 1000000; /* X: expired when the worker gets to it */
+    o.on_drop = od_slow_drop;
+    PK_CHECK_EQ(pk_exec_submit_opts(e, noop_task, NULL, &o), 0);
+    o.deadline_ns = pk_exec_now_ns() + 50000000; /* Y: 50 ms, less than X's on_drop takes */
+    o.on_drop = od_y_drop;
+    PK_CHECK_EQ(pk_exec_submit_opts(e, od_y, NULL, &o), 0);
+    pk_test_sleep_ns(10000000);
+    __atomic_store_n(&od_gate, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&od_in_drop, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    memset(&o, 0, sizeof o);
+    o.priority = PK_EXEC_HIGH;
+    PK_CHECK_EQ(pk_exec_submit_opts(e, od_h, NULL, &o), 0); /* while X's on_drop runs */
+    pk_exec_wait_idle(e);
+    PK_CHECK(od_h_start != 0);
+    PK_CHECK_MSG(od_y_start == 0, "Y started after its deadline");
+    PK_CHECK_EQ(od_y_rc, -ETIMEDOUT);
+    pk_exec_destroy(e);
+}
+
 static uint64_t process_cpu_ns(void)
 {
     struct timespec ts;
@@ -1819,5 +1883,6 @@ int main(void)
     PK_TEST(test_destroy_while_spinning);
     PK_TEST(test_task_not_stuck_behind_map);
     PK_TEST(test_inside_two_pools);
+    PK_TEST(test_next_task_picked_after_drops);
     return pk_test_main_end();
 }
