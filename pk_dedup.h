@@ -77,7 +77,8 @@ int main(void)
                         the execution goes on for the others;
             -EDEADLK    the calling thread is itself running fn for an equal key (fn called
                         pk_dedup_do on its own key): waiting would hang forever, so the call
-                        returns at once whatever timeout_ns says;
+                        returns at once whatever timeout_ns says (after pk_dedup_forget of that
+                        key the running call is detached, and such a call leads a new execution);
             -ENOMEM     the first follower of an execution could not allocate the shared result
                         block (the execution and its other callers are unaffected);
             -EINVAL     d, fn or res NULL, or key NULL with klen > 0 (nothing counted).
@@ -108,7 +109,8 @@ int main(void)
      nests: the inner call may lead or follow). fn calling pk_dedup_do on its own key from the same
      thread gets -EDEADLK (detected by the leader's thread id recorded in the call; the id cannot
      be recycled while fn runs). A cycle through other threads (fn for k1 waits on a thread whose fn
-     for k2 waits on k1) is not detected: use deadlines where such cycles are possible.
+     for k2 waits on k1), or fn waiting for a thread of its own that calls on the same key, is not
+     detected: use deadlines where such cycles are possible.
 
    Accuracy / limits / cost
      - Uncontended path (hot): hash the key, lock one 64-byte bucket, link a call record that lives
