@@ -612,12 +612,15 @@ static inline pk_pool__rec *pk_pool__tab_find(pk_pool *p, uintptr_t a, uintptr_t
     uint64_t key = ((uint64_t)a >> p->page_shift) + 1;
     size_t mask = t->mask, i = (size_t)(pk_pool__hash(key) >> 32) & mask, probes = 0;
     for (;;) {
-        uint64_t k = PK_POOL__LD(t->e[i].key);
+        uint64_t k = __atomic_load_n(&t->e[i].key, __ATOMIC_ACQUIRE); /* pairs with tab_put's release */
         if (k == 0 || probes++ > mask) return NULL;
         if (k == key) {
+            /* Inside a write section (the caller re-checks the seqlock) a shifting deletion can
+               pair a key with a slot's old r, possibly never set: skip NULL. Records are never
+               freed before destroy, so any other r is safe to read. */
             pk_pool__rec *r = __atomic_load_n(&t->e[i].r, __ATOMIC_ACQUIRE);
-            uintptr_t o = a - PK_POOL__LD(r->base);
-            if (o < PK_POOL__LD(r->bytes)) {
+            uintptr_t o = r ? a - PK_POOL__LD(r->base) : 0;
+            if (r && o < PK_POOL__LD(r->bytes)) {
                 *off = o;
                 return r;
             }
@@ -632,7 +635,7 @@ PK_POOL__FN void pk_pool__tab_put(pk_pool__tab *t, uint64_t key, pk_pool__rec *r
     size_t i = (size_t)(pk_pool__hash(key) >> 32) & t->mask;
     while (t->e[i].key) i = (i + 1) & t->mask;
     __atomic_store_n(&t->e[i].r, r, __ATOMIC_RELEASE);
-    PK_POOL__ST(t->e[i].key, key);
+    __atomic_store_n(&t->e[i].key, key, __ATOMIC_RELEASE); /* a reader that sees the key sees r */
     t->n++;
 }
 
