@@ -1074,6 +1074,46 @@ static void test_growth_keeps_admission_history(void)
     pk_cache_destroy(c);
 }
 
+/* TinyLFU admission: a used key leaving probation while main is full enters main only if the sketch
+   counts it more often than main's victim. Misses before a key is first put count in the sketch.
+   Here k0..k99 are put and each hit once; the next put promotes k0..k97 to main (probation was
+   over its 1% share); the put after it makes k99 leave probation, compared with main's victim
+   k0. Returns whether k99 got in. */
+static int admitted_over(int popular_newcomer)
+{
+    pk_cache *c = mk(100, 0, 1, PK_CACHE_S3FIFO, NULL);
+    char k[16];
+    int i, j, in;
+    for (j = 0; j < 10; j++) {
+        if (popular_newcomer) has(c, "k99", NULL);
+        else
+            for (i = 0; i <= 10; i++) {
+                sprintf(k, "k%d", i);
+                has(c, k, NULL);
+            }
+    }
+    for (i = 0; i < 100; i++) {
+        sprintf(k, "k%d", i);
+        put_s(c, k, "v");
+    }
+    for (i = 0; i < 100; i++) {
+        sprintf(k, "k%d", i);
+        PK_CHECK(has(c, k, "v"));
+    }
+    put_s(c, "N1", "v");
+    put_s(c, "N2", "v"); /* k99 leaves probation: TinyLFU compares it with main's victim (k1) */
+    in = pk_cache_get(c, "k99", 3, NULL, 0, NULL) == 0;
+    PK_CHECK_EQ(pk_cache_get(c, "k0", 2, NULL, 0, NULL) == 0, !in); /* one of the two stays */
+    check_stats_add_up(c);
+    pk_cache_destroy(c);
+    return in;
+}
+static void test_tinylfu_admission(void)
+{
+    PK_CHECK_MSG(!admitted_over(0), "a key used once displaced a popular main entry");
+    PK_CHECK_MSG(admitted_over(1), "a popular key was refused in favour of an unused main entry");
+}
+
 static void test_threads(void)
 {
     enum { T = 6 };
@@ -1326,6 +1366,7 @@ int main(void)
     PK_TEST(test_scan_resistance);
     PK_TEST(test_ghost_admission);
     PK_TEST(test_growth_keeps_admission_history);
+    PK_TEST(test_tinylfu_admission);
     PK_TEST(test_threads);
     PK_TEST(test_concurrent_saves);
     PK_TEST(test_alloc_sweep);

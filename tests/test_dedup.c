@@ -601,8 +601,10 @@ static void test_bad_input(void)
     pk_dedup_release(NULL, &r);
     pk_dedup_release(d, NULL);
     pk_dedup_stats_get(d, NULL);
+    memset(&s, 0xff, sizeof s); /* NULL dedup: the snapshot is zeroed, not left as it was */
     pk_dedup_stats_get(NULL, &s);
     PK_CHECK_EQ(s.calls, 0);
+    PK_CHECK_EQ(s.executions, 0);
     pk_dedup_destroy(NULL);
     pk_dedup_destroy(d);
     /* all-zero config and explicit shard counts */

@@ -638,8 +638,10 @@ static void test_blocking(void)
         dt = pk_test_now_ns() - t0;
         if (dt < best) best = dt;
     }
+    /* a wide bound: this checks that the items overlap (sequentially they take 320 ms); that all
+       32 start at once is test_all_start_at_once's job, and the time itself is the benchmark's */
     printf("    32 items of 10 ms at concurrency 32: %.1f ms (best of 3)\n", (double)best / 1e6);
-    PK_CHECK_MSG(best < (slow_mode() ? 80000000u : 25000000u), "took %.1f ms", (double)best / 1e6);
+    PK_CHECK_MSG(best < 80000000u, "took %.1f ms", (double)best / 1e6); /* sequential: 320 ms */
     pk_exec_destroy(e);
     /* the shared pool grows for blocking work */
     best = UINT64_MAX;
@@ -650,7 +652,7 @@ static void test_blocking(void)
         if (dt < best) best = dt;
     }
     printf("    the same through pk_exec_parallel_map: %.1f ms\n", (double)best / 1e6);
-    PK_CHECK_MSG(best < (slow_mode() ? 80000000u : 25000000u), "took %.1f ms", (double)best / 1e6);
+    PK_CHECK_MSG(best < 80000000u, "took %.1f ms", (double)best / 1e6); /* sequential: 320 ms */
 }
 
 /* ---- submit: priorities, deadlines, displacement --------------------------------------------- */
@@ -951,11 +953,11 @@ static void test_wait_idle(void)
     for (i = 0; i < 3; i++) PK_CHECK_EQ(pk_exec_submit(e, gate_task, &g), 0);
     gate_wait_started(&g, 3);
     memset(&o, 0, sizeof o);
-    o.deadline_ns = pk_exec_now_ns() + 1000000;
+    o.deadline_ns = pk_exec_now_ns() + 20000000; /* wide: a submit preempted past it is refused */
     o.on_drop = slow_drop;
     drop_done = 0;
     PK_CHECK_EQ(pk_exec_submit_opts(e, slow_task, NULL, &o), 0);
-    pk_test_sleep_ns(3000000);
+    pk_test_sleep_ns(40000000);
     gate_open(&g);
     pk_exec_wait_idle(e);
     PK_CHECK_EQ(drop_done, 1);
@@ -1803,15 +1805,20 @@ static void test_next_task_picked_after_drops(void)
     PK_CHECK_EQ(pk_exec_submit(e, od_blocker, NULL), 0);
     pk_test_sleep_ns(20000000);
     memset(&o, 0, sizeof o);
-    o.deadline_ns = pk_exec_now_ns() + 1000000; /* X: expired when the worker gets to it */
+    o.deadline_ns = pk_exec_now_ns() + 20000000; /* X: expired when the worker gets to it */
     o.on_drop = od_slow_drop;
     PK_CHECK_EQ(pk_exec_submit_opts(e, noop_task, NULL, &o), 0);
-    o.deadline_ns = pk_exec_now_ns() + 50000000; /* Y: 50 ms, less than X's on_drop takes */
+    o.deadline_ns = pk_exec_now_ns() + 100000000; /* Y: live when the gate opens, not after X's on_drop */
     o.on_drop = od_y_drop;
     PK_CHECK_EQ(pk_exec_submit_opts(e, od_y, NULL, &o), 0);
-    pk_test_sleep_ns(10000000);
+    pk_test_sleep_ns(50000000);
     __atomic_store_n(&od_gate, 1, __ATOMIC_SEQ_CST);
-    while (!__atomic_load_n(&od_in_drop, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    {
+        uint64_t t0 = pk_test_now_ns();
+        while (!__atomic_load_n(&od_in_drop, __ATOMIC_SEQ_CST) && pk_test_now_ns() - t0 < 10000000000u)
+            pk_test_sleep_ns(1000000);
+        PK_CHECK(od_in_drop);
+    }
     memset(&o, 0, sizeof o);
     o.priority = PK_EXEC_HIGH;
     PK_CHECK_EQ(pk_exec_submit_opts(e, od_h, NULL, &o), 0); /* while X's on_drop runs */
