@@ -1110,8 +1110,15 @@ static int admitted_over(int popular_newcomer)
 }
 static void test_tinylfu_admission(void)
 {
-    PK_CHECK_MSG(!admitted_over(0), "a key used once displaced a popular main entry");
-    PK_CHECK_MSG(admitted_over(1), "a popular key was refused in favour of an unused main entry");
+    /* The sketch is approximate: with a random hash seed a collision can even out the counts
+       (measured: 1 run in 3,000). Three runs each way, a majority must decide right. */
+    int r, wrong_in = 0, wrong_out = 0;
+    for (r = 0; r < 3; r++) {
+        wrong_in += admitted_over(0);
+        wrong_out += !admitted_over(1);
+    }
+    PK_CHECK_MSG(wrong_in < 2, "a key used once displaced a popular main entry (%d of 3)", wrong_in);
+    PK_CHECK_MSG(wrong_out < 2, "a popular key was refused in favour of an unused main entry (%d of 3)", wrong_out);
 }
 
 static void test_threads(void)
