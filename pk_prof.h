@@ -769,7 +769,8 @@ PK_PROF_DEF void pk_hist_record_n(pk_hist *h, uint64_t value, uint64_t count)
 {
     uint64_t room;
     if (!h || !count) return;
-    room = UINT64_MAX - pk_hist_count(h); /* counts saturate at 2^64 - 1 in all: never wrap */
+    /* the bucket's count saturates instead of wrapping (sums saturate too): O(1), no sum here */
+    room = UINT64_MAX - PK_PROF__LD(h->counts[value <= h->max_value ? pk_prof__index(h, value) : h->ovf]);
     if (count > room) count = room;
     if (count) pk_prof__hist_add(h, value, count);
 }

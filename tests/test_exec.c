@@ -1699,16 +1699,10 @@ static void test_task_not_stuck_behind_map(void)
    must return at once (they used to see only B and wait for their own task). */
 typedef struct two_pools {
     pk_exec *a, *b;
-    int gate_b;
     int dropped;
     uint64_t wait_ns;
 } two_pools;
 static two_pools tp;
-static void tp_block_b(void *arg)
-{
-    (void)arg;
-    while (!__atomic_load_n(&tp.gate_b, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
-}
 static void tp_on_drop(void *arg, int reason)
 {
     uint64_t t0 = pk_test_now_ns();
@@ -1729,24 +1723,14 @@ static void tp_task_a(void *arg)
 }
 static void test_inside_two_pools(void)
 {
-    pk_exec_config ca, cb;
     pk_exec_task_opts lo;
+    gate g;
     memset(&tp, 0, sizeof tp);
-    memset(&ca, 0, sizeof ca);
-    memset(&cb, 0, sizeof cb);
-    ca.threads = 1;
-    cb.threads = 1;
-    cb.queue_max = 1;
-    PK_CHECK_EQ(pk_exec_create(&tp.a, &ca), 0);
-    PK_CHECK_EQ(pk_exec_create(&tp.b, &cb), 0);
-    PK_CHECK_EQ(pk_exec_submit(tp.b, tp_block_b, NULL), 0);
-    {
-        pk_exec_stats st;
-        do { /* B's worker has started the blocking task */
-            pk_test_sleep_ns(1000000);
-            pk_exec_stats_get(tp.b, &st);
-        } while (st.running != 1);
-    }
+    tp.a = one_thread_pool(0, 0);
+    tp.b = one_thread_pool(1, 0);
+    gate_init(&g);
+    PK_CHECK_EQ(pk_exec_submit(tp.b, gate_task, &g), 0);
+    gate_wait_started(&g, 1); /* B's worker is held */
     memset(&lo, 0, sizeof lo);
     lo.priority = PK_EXEC_LOW;
     lo.on_drop = tp_on_drop;
@@ -1755,21 +1739,17 @@ static void test_inside_two_pools(void)
     pk_exec_wait_idle(tp.a);
     PK_CHECK_EQ(__atomic_load_n(&tp.dropped, __ATOMIC_SEQ_CST), 1);
     PK_CHECK(tp.wait_ns < 1000000000u);
-    __atomic_store_n(&tp.gate_b, 1, __ATOMIC_SEQ_CST);
+    gate_open(&g);
     pk_exec_destroy(tp.a);
     pk_exec_destroy(tp.b);
+    gate_fini(&g);
 }
 
 /* A worker that drops expired tasks calls their on_drop before it picks the next task: a slow
    on_drop must not let a task start past its deadline, nor ahead of a HIGH task submitted while
    the on_drop runs (the worker used to take the next task first, then deliver the drops). */
-static int od_gate, od_in_drop, od_y_rc;
+static int od_in_drop, od_y_rc;
 static uint64_t od_y_start, od_h_start;
-static void od_blocker(void *arg)
-{
-    (void)arg;
-    while (!__atomic_load_n(&od_gate, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
-}
 static void od_slow_drop(void *arg, int reason)
 {
     (void)arg;
@@ -1794,16 +1774,14 @@ static void od_h(void *arg)
 }
 static void test_next_task_picked_after_drops(void)
 {
-    pk_exec *e;
-    pk_exec_config cfg;
+    pk_exec *e = one_thread_pool(0, 0);
     pk_exec_task_opts o;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 1;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
-    od_gate = od_in_drop = od_y_rc = 0;
+    gate g;
+    od_in_drop = od_y_rc = 0;
     od_y_start = od_h_start = 0;
-    PK_CHECK_EQ(pk_exec_submit(e, od_blocker, NULL), 0);
-    pk_test_sleep_ns(20000000);
+    gate_init(&g);
+    PK_CHECK_EQ(pk_exec_submit(e, gate_task, &g), 0);
+    gate_wait_started(&g, 1);
     memset(&o, 0, sizeof o);
     o.deadline_ns = pk_exec_now_ns() + 20000000; /* X: expired when the worker gets to it */
     o.on_drop = od_slow_drop;
@@ -1811,8 +1789,8 @@ static void test_next_task_picked_after_drops(void)
     o.deadline_ns = pk_exec_now_ns() + 100000000; /* Y: live when the gate opens, not after X's on_drop */
     o.on_drop = od_y_drop;
     PK_CHECK_EQ(pk_exec_submit_opts(e, od_y, NULL, &o), 0);
-    pk_test_sleep_ns(50000000);
-    __atomic_store_n(&od_gate, 1, __ATOMIC_SEQ_CST);
+    pk_test_sleep_ns(50000000); /* X expires, Y does not */
+    gate_open(&g);
     {
         uint64_t t0 = pk_test_now_ns();
         while (!__atomic_load_n(&od_in_drop, __ATOMIC_SEQ_CST) && pk_test_now_ns() - t0 < 10000000000u)
@@ -1827,6 +1805,7 @@ static void test_next_task_picked_after_drops(void)
     PK_CHECK_MSG(od_y_start == 0, "Y started after its deadline");
     PK_CHECK_EQ(od_y_rc, -ETIMEDOUT);
     pk_exec_destroy(e);
+    gate_fini(&g);
 }
 
 static uint64_t process_cpu_ns(void)

@@ -1494,17 +1494,6 @@ static void test_pool_flush_after_table_alias(void)
 static pk_respool *leakrace_p;
 static int leakrace_stop;
 static long leakrace_reports;
-static int leakrace_create(void **res, void *user)
-{
-    (void)user;
-    *res = malloc(8);
-    return *res ? 0 : -ENOMEM;
-}
-static void leakrace_destroy(void *res, void *user)
-{
-    (void)user;
-    free(res);
-}
 static void leakrace_on_leak(void *res, uint64_t held_ns, void *user)
 {
     (void)res;
@@ -1526,11 +1515,14 @@ static void test_respool_maintain_vs_fast_loans(void)
     pthread_t th[2];
     long calls, n = pk_test_scale(2000000);
     int i;
+    rctx rc;
+    memset(&rc, 0, sizeof rc);
     memset(&cfg, 0, sizeof cfg);
     cfg.min = 4;
     cfg.max = 4;
-    cfg.create = leakrace_create;
-    cfg.destroy = leakrace_destroy;
+    cfg.create = r_create;
+    cfg.destroy = r_destroy;
+    cfg.user = &rc;
     cfg.on_leak = leakrace_on_leak;
     cfg.leak_ns = 10ull * 1000000000u;
     leakrace_stop = 0;
@@ -1543,6 +1535,7 @@ static void test_respool_maintain_vs_fast_loans(void)
     printf("    %ld maintain calls beside lock-free loans: %ld false leak reports\n", calls, leakrace_reports);
     PK_CHECK_EQ(leakrace_reports, 0);
     pk_respool_destroy(leakrace_p);
+    PK_CHECK_EQ(rc.made, rc.destroyed);
 }
 
 /* A deadline centuries away: the waiter is served when a resource comes back (each timed wait step
@@ -1563,10 +1556,13 @@ static void test_respool_far_deadline(void)
     pthread_t th;
     void *held;
     int rc = 1;
+    rctx r;
+    memset(&r, 0, sizeof r);
     memset(&cfg, 0, sizeof cfg);
     cfg.max = 1;
-    cfg.create = leakrace_create;
-    cfg.destroy = leakrace_destroy;
+    cfg.create = r_create;
+    cfg.destroy = r_destroy;
+    cfg.user = &r;
     PK_CHECK_EQ(pk_respool_create(&far_p, &cfg), 0);
     PK_CHECK_EQ(pk_respool_acquire(far_p, &held, 0), 0);
     pthread_create(&th, NULL, far_waiter, &rc);
