@@ -110,7 +110,8 @@
    (Einziger et al., "TinyLFU", 2017) decides admission whenever a key would enter a full main
    (promoted from probation, or back from the ghost): it enters only if it was requested more
    often recently than the entry main would evict for it. That keeps one-off scans and rarely
-   used keys from displacing the hot set. Extra memory: 32 bytes per table slot (ghost + sketch).
+   used keys from displacing the hot set. Extra memory: 16 bytes per table slot (the sketch; the
+   ghost's fingerprints fit in the table's own slots).
 
    ACCURACY / LIMITS
    -----------------
@@ -249,13 +250,13 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
    reference frees it, so a pinned value outlives replace/evict/clear.
 
    A shard is an open-addressing table (linear probing, backward-shift deletion, load <= 3/4) whose
-   slots hold the full 64-bit hash and the entry pointer: probing compares hashes without touching
+   slots hold 32 bits of the hash and the entry pointer: probing compares hashes without touching
    entries, so a hit costs two dependent cache misses (slot, entry), the slot's started before
    the lock is taken. The entries of a shard are on doubly-linked queues: one for LRU (head =
-   least recent), two for S3-FIFO (small, main; head = oldest). S3-FIFO shards also own a ghost
-   table (fingerprint + age of keys that left probation) and a frequency sketch, sized with the
-   table. Everything in a shard is protected by its mutex; shards are cache-line aligned so that
-   threads on different shards share no written line.
+   least recent), two for S3-FIFO (small, main; head = oldest). In S3-FIFO the slots also hold
+   the ghost (fingerprints of keys that left probation, kept at their home slot) and the shard
+   owns a frequency sketch sized with the table. Everything in a shard is protected by its mutex;
+   shards are cache-line aligned so that threads on different shards share no written line.
 
    Where the time goes (100k entries, more than the CPU cache holds): a get hit is the two misses
    above; a put that evicts is the new key's slot miss plus the victim's lines (its slot and the
@@ -263,9 +264,9 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path);
    previous eviction in that shard prefetched (the victim is always a queue head). With one shard
    a put costs 65-76 ns (64 with everything in cache); with 64 shards about 100: prefetching only
    the victim's first line left the refill's stores missing under the lock (paired runs:
-   0.81-0.89x of that, e.g. 125 -> 102 ns). S3-FIFO's put also reads the new key's ghost cell,
-   prefetched at the start of the put and read after the evictions: that hides most of its miss
-   (a cell always in cache would save 2-10%; without the prefetch puts take 1.14-1.17x). Without
+   0.81-0.89x of that, e.g. 125 -> 102 ns). S3-FIFO's ghost adds no miss to a put: the new
+   key's ghost entries are in its home slot, which the put reads anyway, and the victim's go to
+   its home slot, which the eviction touches anyway (see the ghost notes below). Without
    on_remove, a shard keeps the last unpinned entry it dropped (the spare, at most
    PK_CACHE__SPARE_MAX bytes) and the next put of about that size refills it under the lock: a
    full cache of similar entries then runs without malloc and free. Otherwise an evicted entry
@@ -290,7 +291,9 @@ typedef struct pk_cache__entry {
 enum { PK_CACHE__SMALL = 0, PK_CACHE__MAIN = 1 };
 
 typedef struct pk_cache__slot {
-    uint64_t hash;
+    uint32_t hash;      /* low 32 bits of the key's hash: its home (tables have at most 2^32 slots) */
+    uint16_t ghost[2];  /* S3-FIFO: fingerprints of keys homed here that left probation, newer first;
+                           0 = none. They belong to the position: entries move, ghosts stay. */
     pk_cache__entry *e; /* NULL = empty */
 } pk_cache__slot;
 
@@ -298,11 +301,6 @@ typedef struct pk_cache__queue {
     pk_cache__entry *head, *tail;
     size_t count, bytes;
 } pk_cache__queue;
-
-typedef struct pk_cache__ghost {
-    uint32_t fp;    /* key fingerprint; 0 = empty */
-    uint32_t stamp; /* ghost clock when it entered */
-} pk_cache__ghost;
 
 /* Field order matters for threads: with two threads every line a hit writes moves between
    cores. A hit writes the lock, hits and, for LRU, q[0]'s head/tail pointers: on glibc (a 40-byte
@@ -319,9 +317,7 @@ typedef struct pk_cache__shard_fields {
     pk_cache__entry *spare;     /* a dead entry kept for the next put to reuse, or NULL; atomic */
     size_t spare_size;          /* its allocation size (0 = none), read by put before locking; atomic */
     int recycle;                /* no on_remove: dead entries may become the spare */
-    pk_cache__ghost *ghost;     /* S3-FIFO: PK_CACHE__AUX * (mask + 1) cells */
     uint64_t *sketch;           /* S3-FIFO: PK_CACHE__AUX * (mask + 1) words of 16 4-bit counters */
-    uint32_t ghost_clock;       /* counts keys entering the ghost */
     size_t sketch_samples;      /* increments since the last halving */
     uint64_t misses, inserts, updates, evictions, expirations, removals;
 } pk_cache__shard_fields;
@@ -346,7 +342,7 @@ struct pk_cache {
 
 #define PK_CACHE__HDR_SIZE (sizeof(pk_cache__entry))
 #define PK_CACHE__FREQ_MAX 3
-#define PK_CACHE__AUX 2        /* S3-FIFO ghost cells and sketch words per table slot */
+#define PK_CACHE__AUX 2        /* S3-FIFO sketch words per table slot */
 #define PK_CACHE__SMALL_PCT 1  /* S3-FIFO probation share of a shard, percent */
 #define PK_CACHE__SPARE_MAX 512 /* largest allocation kept as a shard's spare (filled under the lock) */
 
@@ -506,7 +502,7 @@ static size_t pk_cache__find(pk_cache__shard_fields *s, uint64_t h, const void *
     for (;;) {
         pk_cache__entry *e = s->slots[i].e;
         if (!e) return (size_t)-1;
-        if (s->slots[i].hash == h && e->klen == klen && (klen == 0 || memcmp(pk_cache__key(e), key, klen) == 0))
+        if (s->slots[i].hash == (uint32_t)h && e->klen == klen && (klen == 0 || memcmp(pk_cache__key(e), key, klen) == 0))
             return i;
         i = (i + 1) & s->mask;
     }
@@ -516,7 +512,7 @@ static void pk_cache__table_put(pk_cache__slot *slots, size_t mask, uint64_t h, 
 {
     size_t i = (size_t)h & mask;
     while (slots[i].e) i = (i + 1) & mask;
-    slots[i].hash = h;
+    slots[i].hash = (uint32_t)h;
     slots[i].e = e;
 }
 
@@ -531,7 +527,8 @@ static void pk_cache__table_del(pk_cache__shard_fields *s, size_t i)
         home = (size_t)s->slots[j].hash & mask;
         /* slot j may move to i if its home is not in the cyclic range (i, j] */
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            s->slots[i] = s->slots[j];
+            s->slots[i].hash = s->slots[j].hash; /* not the ghosts: they stay with the position */
+            s->slots[i].e = s->slots[j].e;
             i = j;
         }
     }
@@ -546,43 +543,39 @@ static size_t pk_cache__slot_of(pk_cache__shard_fields *s, const pk_cache__entry
 }
 
 /* Makes room for `need` entries at load <= 3/4. The S3-FIFO ghost and sketch grow with the table,
-   keeping their history: they are indexed by the low bits of a second hash, so cell j of the
-   bigger array takes cell j & old_mask of the old one, where every key that probed the old cell now
-   lands (a copy is found only by the key it belongs to: the fingerprint tells). So a grown shard
-   behaves as before, and a load that fails part way changes no admission decision. 0 or -ENOMEM
-   (shard unchanged). */
+   keeping their history: they are indexed by the low bits of a hash, so slot (or sketch word) j of
+   the bigger array takes the ghosts (or counters) of j & old_mask of the old one, where every key
+   that used the old one now lands (a ghost copy is found only by the key it belongs to: the
+   fingerprint tells). So a grown shard behaves as before, and a load that fails part way changes
+   no admission decision. 0 or -ENOMEM (shard unchanged; also past 2^32 slots). */
 static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need)
 {
     size_t cap = s->mask + 1, ncap = cap, i;
     pk_cache__slot *slots;
-    pk_cache__ghost *ghost = NULL;
     uint64_t *sketch = NULL;
     if (need <= cap / 4 * 3) return 0;
     while (need > ncap / 4 * 3) {
-        if (ncap > SIZE_MAX / 2 / sizeof(pk_cache__slot)) return -ENOMEM;
+        /* a slot keeps 32 bits of the hash: enough to place keys in up to 2^32 slots */
+        if (ncap > SIZE_MAX / 2 / sizeof(pk_cache__slot) || ncap > (size_t)0x7fffffff) return -ENOMEM;
         ncap *= 2;
     }
     slots = (pk_cache__slot *)PK_MALLOC(ncap * sizeof *slots);
     if (!slots) return -ENOMEM;
+    memset(slots, 0, ncap * sizeof *slots);
     if (c->policy == PK_CACHE_S3FIFO) {
-        ghost = (pk_cache__ghost *)PK_MALLOC(ncap * PK_CACHE__AUX * sizeof *ghost);
         sketch = (uint64_t *)PK_MALLOC(ncap * PK_CACHE__AUX * sizeof *sketch);
-        if (!ghost || !sketch) {
+        if (!sketch) {
             PK_FREE(slots);
-            PK_FREE(ghost);
-            PK_FREE(sketch);
             return -ENOMEM;
         }
-        for (i = 0; i < ncap * PK_CACHE__AUX; i++) { /* cap * AUX old cells (a power of two) */
-            ghost[i] = s->ghost[i & (cap * PK_CACHE__AUX - 1)];
-            sketch[i] = s->sketch[i & (cap * PK_CACHE__AUX - 1)];
+        for (i = 0; i < ncap * PK_CACHE__AUX; i++) sketch[i] = s->sketch[i & (cap * PK_CACHE__AUX - 1)];
+        for (i = 0; i < ncap; i++) {
+            slots[i].ghost[0] = s->slots[i & (cap - 1)].ghost[0];
+            slots[i].ghost[1] = s->slots[i & (cap - 1)].ghost[1];
         }
-        PK_FREE(s->ghost);
         PK_FREE(s->sketch);
-        __atomic_store_n(&s->ghost, ghost, __ATOMIC_RELAXED); /* read by pk_cache__prefetch_ghost */
         s->sketch = sketch;
     }
-    memset(slots, 0, ncap * sizeof *slots);
     for (i = 0; i < cap; i++)
         if (s->slots[i].e) pk_cache__table_put(slots, ncap - 1, s->slots[i].hash, s->slots[i].e);
     PK_FREE(s->slots);
@@ -592,7 +585,8 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
     return 0;
 }
 
-/* Second hash of a key, for the S3-FIFO ghost and sketch (independent of the table position). */
+/* Second hash of a key, for the S3-FIFO ghost fingerprints and sketch (independent of the table
+   position). */
 static uint64_t pk_cache__h2(uint64_t h) { return (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull; }
 static size_t pk_cache__aux_mask(const pk_cache__shard_fields *s) { return (s->mask + 1) * PK_CACHE__AUX - 1; }
 
@@ -614,21 +608,16 @@ static void pk_cache__prefetch(pk_cache__shard_fields *s, uint64_t h)
     PK_CACHE__PREFETCH(&slots[(size_t)h & mask]);
 }
 
-/* S3-FIFO put: the new key's ghost cell is read under the lock; start loading it before (racy
-   read as in pk_cache__prefetch; the mask may be stale, which only misses the cell). */
-static void pk_cache__prefetch_ghost(pk_cache__shard_fields *s, uint64_t h)
-{
-    pk_cache__ghost *ghost = __atomic_load_n(&s->ghost, __ATOMIC_RELAXED);
-    size_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
-    PK_CACHE__PREFETCH(&ghost[(size_t)pk_cache__h2(h) & ((mask + 1) * PK_CACHE__AUX - 1)]);
-}
-
 /* ---- S3-FIFO: ghost set and frequency sketch ----
 
-   Ghost: a direct-mapped table of fingerprints with the ghost clock at insertion, AUX cells per
-   table slot; a key is in the ghost while fewer keys than there are cells entered after it (2.7
-   to 5.3 x the shard's entries, the table being 3/8 to 3/4 full), unless a colliding key
-   overwrote its cell.
+   Ghost: two 16-bit fingerprints in every table slot, for keys whose home is that slot, the
+   newer first; a key stays until two newer keys with the same home have left probation after it
+   (about 2 x table capacity keys: 2.7 to 5.3 x the shard's entries, the table being 3/8 to 3/4
+   full). In the slot because a put reads the new key's home slot anyway, and an eviction has the
+   victim's home slot in cache: with a ghost array of its own (until 2026-11-30), S3-FIFO puts
+   took 145-150 ns against 105-118 now (bench_cache, 3 paired runs); the miss ratio did not
+   suffer (1.1073 x Belady with the array, 1.1068 now, medians of 5 runs: the array was the
+   same size but direct-mapped with an age limit).
    Sketch: each key owns one 64-bit word of sixteen 4-bit counters and four of them (a blocked
    count-min sketch: one cache line per key); AUX words per table slot; estimate = the minimum;
    increments are conservative (only the minimum counters grow); all counters halve after 64 x
@@ -652,13 +641,18 @@ static void pk_cache__prefetch_ghost(pk_cache__shard_fields *s, uint64_t h)
    over all-time counts with no probation and no shards (a reference row of bench_cache) measures
    1.101, about the bound for any online policy on a trace of independent requests. */
 
+static uint16_t pk_cache__ghost_fp(uint64_t h) { return (uint16_t)((pk_cache__h2(h) >> 48) | 1u); }
+
+/* Was the key in the ghost? It leaves it. */
 static int pk_cache__ghost_take(pk_cache__shard_fields *s, uint64_t h)
 {
-    uint64_t h2 = pk_cache__h2(h);
-    pk_cache__ghost *g = &s->ghost[(size_t)h2 & pk_cache__aux_mask(s)];
-    uint32_t fp = (uint32_t)(h2 >> 32) | 1u;
-    if (g->fp == fp && (uint32_t)(s->ghost_clock - g->stamp) <= (uint32_t)pk_cache__aux_mask(s)) {
-        g->fp = 0;
+    uint16_t *g = s->slots[(size_t)h & s->mask].ghost, fp = pk_cache__ghost_fp(h);
+    if (g[0] == fp) {
+        g[0] = 0;
+        return 1;
+    }
+    if (g[1] == fp) {
+        g[1] = 0;
         return 1;
     }
     return 0;
@@ -666,10 +660,9 @@ static int pk_cache__ghost_take(pk_cache__shard_fields *s, uint64_t h)
 
 static void pk_cache__ghost_add(pk_cache__shard_fields *s, uint64_t h)
 {
-    uint64_t h2 = pk_cache__h2(h);
-    pk_cache__ghost *g = &s->ghost[(size_t)h2 & pk_cache__aux_mask(s)];
-    g->fp = (uint32_t)(h2 >> 32) | 1u;
-    g->stamp = ++s->ghost_clock;
+    uint16_t *g = s->slots[(size_t)h & s->mask].ghost;
+    if (g[0]) g[1] = g[0]; /* the older one goes */
+    g[0] = pk_cache__ghost_fp(h);
 }
 
 static uint64_t *pk_cache__sketch_word(pk_cache__shard_fields *s, uint64_t h)
@@ -851,8 +844,8 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
            next put finds it in cache instead of making dependent misses: the head's table slot and
            the line after it (deleting it shifts the run that follows up to an empty slot; 0.93-1.01x
            the put time, median 0.96, 6 paired runs), its successor's header (both lines: malloc's
-           16-byte alignment lets a header straddle two), in S3-FIFO its ghost cell, and the rest of
-           the head itself: once evicted it is refilled by a put as the spare, or freed and handed
+           16-byte alignment lets a header straddle two; in S3-FIFO the home slot also takes the
+           head's ghost fingerprint), and the rest of the head itself: once evicted it is refilled by a put as the spare, or freed and handed
            out again by malloc, and the refill writes every line (without this, those stores missed
            under the lock). (Written out here: GCC drops a call to a function that only prefetches.) */
         for (q = 0; q < 2; q++) {
@@ -869,15 +862,13 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
                 PK_CACHE__PREFETCH(v->next);
                 PK_CACHE__PREFETCH((const char *)v->next + sizeof *v - 1);
             }
-            if (s->ghost) PK_CACHE__PREFETCH(&s->ghost[(size_t)pk_cache__h2(v->hash) & pk_cache__aux_mask(s)]);
             size = pk_cache__alloc_size(v->klen, v->vlen); /* the rest of the head, for writing */
             last = (uintptr_t)v + (size < PK_CACHE__SPARE_MAX ? size : PK_CACHE__SPARE_MAX) - 1;
             for (line = ((uintptr_t)v | 63) + 1; line <= last; line += 64) PK_CACHE__PREFETCHW((const void *)line);
         }
     }
     /* S3-FIFO: a key remembered by the ghost goes straight to main, unless main was full and
-       TinyLFU prefers main's victim. Looked up after the evictions, which give the ghost cell's
-       prefetch (issued at the start of the put) time to land. */
+       TinyLFU prefers main's victim. (Its ghost entries are in its home slot, read by the find.) */
     if (i == (size_t)-1 && c->policy == PK_CACHE_S3FIFO && pk_cache__ghost_take(s, e->hash)) {
         queue = PK_CACHE__MAIN;
         if (full && s->q[PK_CACHE__MAIN].head &&
@@ -974,11 +965,9 @@ PK_CACHE_DEF int pk_cache_create(pk_cache **out, const pk_cache_config *cfg)
         s->slots = (pk_cache__slot *)PK_MALLOC(8 * sizeof *s->slots);
         if (s->slots) memset(s->slots, 0, 8 * sizeof *s->slots);
         if (c->policy == PK_CACHE_S3FIFO) {
-            s->ghost = (pk_cache__ghost *)PK_MALLOC(8 * PK_CACHE__AUX * sizeof *s->ghost);
             s->sketch = (uint64_t *)PK_MALLOC(8 * PK_CACHE__AUX * sizeof *s->sketch);
-            if (s->ghost) memset(s->ghost, 0, 8 * PK_CACHE__AUX * sizeof *s->ghost);
             if (s->sketch) memset(s->sketch, 0, 8 * PK_CACHE__AUX * sizeof *s->sketch);
-            if (!s->ghost || !s->sketch) break;
+            if (!s->sketch) break;
         }
         if (!s->slots) break;
     }
@@ -1007,7 +996,6 @@ PK_CACHE_DEF void pk_cache_destroy(pk_cache *c)
         }
         PK_FREE(s->spare);
         PK_FREE(s->slots);
-        PK_FREE(s->ghost);
         PK_FREE(s->sketch);
         pthread_mutex_destroy(&s->lock);
     }
@@ -1041,7 +1029,6 @@ PK_CACHE_DEF int pk_cache_put(pk_cache *c, const void *key, size_t klen, const v
     if (charge > s->max_bytes) return -E2BIG;
     if (ttl_ns == PK_CACHE_TTL_DEFAULT) ttl_ns = c->ttl_ns ? c->ttl_ns : PK_CACHE_TTL_NEVER;
     pk_cache__prefetch(s, h); /* overlaps the slot's miss with building the entry */
-    if (c->policy == PK_CACHE_S3FIFO) pk_cache__prefetch_ghost(s, h);
     if (ttl_ns != PK_CACHE_TTL_NEVER) expire = pk_cache__sat_add(c->clock_ns(c->user), ttl_ns);
     need = pk_cache__alloc_size(klen, vlen);
     e = NULL;
