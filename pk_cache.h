@@ -496,13 +496,24 @@ static void pk_cache__q_touch(pk_cache__queue *q, pk_cache__entry *e)
 
 /* ---- table ---- */
 
+/* Key equality. Keys of 4 to 16 bytes are compared with two overlapping word loads per side
+   (a call to memcmp costs more than the compare). */
+static int pk_cache__key_eq(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    if (n >= 8 && n <= 16)
+        return ((pk_cache__load64(a) ^ pk_cache__load64(b)) | (pk_cache__load64(a + n - 8) ^ pk_cache__load64(b + n - 8))) == 0;
+    if (n >= 4 && n < 8)
+        return ((pk_cache__load32(a) ^ pk_cache__load32(b)) | (pk_cache__load32(a + n - 4) ^ pk_cache__load32(b + n - 4))) == 0;
+    return n == 0 || memcmp(a, b, n) == 0;
+}
+
 static size_t pk_cache__find(pk_cache__shard_fields *s, uint64_t h, const void *key, size_t klen)
 {
     size_t i = (size_t)h & s->mask;
     for (;;) {
         pk_cache__entry *e = s->slots[i].e;
         if (!e) return (size_t)-1;
-        if (s->slots[i].hash == (uint32_t)h && e->klen == klen && (klen == 0 || memcmp(pk_cache__key(e), key, klen) == 0))
+        if (s->slots[i].hash == (uint32_t)h && e->klen == klen && pk_cache__key_eq(pk_cache__key(e), (const unsigned char *)key, klen))
             return i;
         i = (i + 1) & s->mask;
     }

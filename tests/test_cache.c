@@ -1350,6 +1350,30 @@ static void test_bad_input(void)
 
 /* ---- the doc's promise that entry shares never reach zero ---- */
 
+/* Key comparison: a table slot keeps 32 bits of the hash, so different keys reach the compare
+   only on a tag collision, which random keys almost never make. Compare directly, for every
+   length up to 40 (the word-load cases are 4-7 and 8-16 bytes), keys that differ in one byte at
+   every position, and keys that are equal. */
+static void test_key_compare(void)
+{
+    unsigned char a[48], b[48];
+    size_t n, i;
+    int bad = 0;
+    for (i = 0; i < sizeof a; i++) a[i] = b[i] = (unsigned char)(i * 37 + 11);
+    for (n = 0; n <= 40; n++) {
+        if (!pk_cache__key_eq(a, b, n)) bad++;
+        for (i = 0; i < n; i++) {
+            b[i] ^= 0x40;
+            if (pk_cache__key_eq(a, b, n)) bad++;
+            b[i] ^= 0x40;
+        }
+        b[n] ^= 1; /* a byte past the length does not count */
+        if (!pk_cache__key_eq(a, b, n)) bad++;
+        b[n] ^= 1;
+    }
+    PK_CHECK_EQ(bad, 0);
+}
+
 static void test_shards_small_bound(void)
 {
     pk_cache *c = mk(3, 0, 64, PK_CACHE_LRU, NULL); /* more shards than entries */
@@ -1389,6 +1413,7 @@ int main(void)
     PK_TEST(test_alloc_sweep);
     PK_TEST(test_bad_input);
     PK_TEST(test_shards_small_bound);
+    PK_TEST(test_key_compare);
     PK_CHECK_EQ(pk_test_alloc_live(), 0);
     rmdir(tmpdir);
     return pk_test_main_end();
