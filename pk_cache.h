@@ -626,9 +626,9 @@ static void pk_cache__prefetch(pk_cache__shard_fields *s, uint64_t h)
    (about 2 x table capacity keys: 2.7 to 5.3 x the shard's entries, the table being 3/8 to 3/4
    full). In the slot because a put reads the new key's home slot anyway, and an eviction has the
    victim's home slot in cache: with a ghost array of its own (until 2026-11-30), S3-FIFO puts
-   took 145-150 ns against 105-118 now (bench_cache, 3 paired runs); the miss ratio did not
-   suffer (1.1073 x Belady with the array, 1.1068 now, medians of 5 runs: the array was the
-   same size but direct-mapped with an age limit).
+   took 145-150 ns against 105-118 right after the move (bench_cache, 3 paired runs); the miss
+   ratio did not suffer (1.1073 x Belady with the array, 1.1068 after, medians of 5 runs: the
+   array was the same size but direct-mapped with an age limit).
    Sketch: each key owns one 64-bit word of sixteen 4-bit counters and four of them (a blocked
    count-min sketch: one cache line per key); AUX words per table slot; estimate = the minimum;
    increments are conservative (only the minimum counters grow); all counters halve after 64 x
@@ -864,11 +864,10 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
            those stores missed under the lock). (Written out here: GCC drops a call to a function
            that only prefetches.) */
         q = c->policy == PK_CACHE_S3FIFO && !pk_cache__small_full(s, NULL) && s->q[PK_CACHE__MAIN].head;
-        do {
+        if (s->q[q].head) {
             const pk_cache__entry *v = s->q[q].head;
             uintptr_t line, last;
             size_t size;
-            if (!v) break;
             { /* its home slot's line, and the next (wrapping to the table's start) */
                 uintptr_t hs = (uintptr_t)&s->slots[(size_t)v->hash & s->mask], nl = (hs | 63) + 1;
                 PK_CACHE__PREFETCH((const void *)hs);
@@ -881,7 +880,7 @@ static void pk_cache__insert_locked(pk_cache *c, pk_cache__shard_fields *s, pk_c
             size = pk_cache__alloc_size(v->klen, v->vlen); /* the rest of the head, for writing */
             last = (uintptr_t)v + (size < PK_CACHE__SPARE_MAX ? size : PK_CACHE__SPARE_MAX) - 1;
             for (line = ((uintptr_t)v | 63) + 1; line <= last; line += 64) PK_CACHE__PREFETCHW((const void *)line);
-        } while (0);
+        }
     }
     /* S3-FIFO: a key remembered by the ghost goes straight to main, unless main was full and
        TinyLFU prefers main's victim. (Its ghost entries are in its home slot, read by the find.) */
