@@ -64,7 +64,8 @@ int main(void)
    Errors are 0 or a negative errno. Time is uint64_t nanoseconds on CLOCK_MONOTONIC.
 
    int  pk_exec_create(pk_exec **out, const pk_exec_config *cfg)
-        cfg NULL or all-zero = defaults. -EINVAL: out NULL, threads > PK_EXEC_MAX_THREADS.
+        cfg NULL or all-zero = defaults (threads = online CPUs, capped at PK_EXEC_MAX_THREADS).
+        -EINVAL: out NULL, config.threads > PK_EXEC_MAX_THREADS.
         -ENOMEM: out of memory. -EAGAIN: a worker thread could not be made (the system's thread or
         memory limit): the threads already made are stopped and joined and everything is freed, so
         no partial pool is left behind. *out is set only on success.
@@ -75,8 +76,9 @@ int main(void)
         on_drop that submit delivers for it, it does NOTHING and returns at once: a thread cannot join
         itself. Destroy the pool later from another thread. No other call on the pool may be in
         progress or follow, except submits from its own tasks and on_drop callbacks while destroy
-        drains the queue: those tasks also run or are dropped before destroy returns. Workers
-        spinning for work (spin_ns) stop at once.
+        drains the queue: those tasks also run or are dropped before destroy returns, and the
+        workers stay until no task is running, so a task may submit a follow-up and wait for it.
+        Workers spinning for work (spin_ns) stop at once.
 
    int  pk_exec_map(pk_exec *e, size_t n, pk_exec_fn fn, void *ctx, const pk_exec_map_opts *opts)
         Runs fn(ctx, i) for i in [0, n) and returns when every item has run or been skipped.
@@ -891,9 +893,20 @@ static void pk_exec__recycle(pk_exec *e, pk_exec__task *t)
     }
 }
 
+/* Destroy has begun and nothing is queued, running or being dropped, so no task is left that could
+   submit another: the workers may leave. Under mu. */
+static int pk_exec__drained(const pk_exec *e)
+{
+    return e->stopping && !e->queued && !e->running && !e->dropping;
+}
+
 static void pk_exec__notify_idle(pk_exec *e)
 {
     if (e->idle_waiters && !e->queued && !e->running && !e->dropping) pthread_cond_broadcast(&e->idle_cv);
+    if (pk_exec__drained(e)) { /* the workers that stayed for running tasks' submits may leave */
+        PK_EXEC__ADD(&e->gen, 1);
+        pthread_cond_broadcast(&e->work_cv);
+    }
 }
 
 /* Calls on_drop for a list made under mu (which must NOT be held now), then, under mu again,
@@ -1004,7 +1017,9 @@ static void *pk_exec__worker(void *arg)
             if (e->queued) {
                 pk_exec__run_next_locked(e);
                 worked = 1;
-            } else if (e->stopping) {
+            } else if (pk_exec__drained(e)) {
+                /* Not before: a running task (or on_drop) may still submit, and may wait for what
+                   it submitted, which needs a worker that has not left. */
                 stop = 1;
             }
             pthread_mutex_unlock(&e->mu);
@@ -1034,7 +1049,8 @@ static void *pk_exec__worker(void *arg)
         }
         pthread_mutex_lock(&e->mu);
         PK_EXEC__ADD(&e->sleeping, 1);
-        while (!e->stopping && !e->queued && !pk_exec__maps_want_help(e)) pthread_cond_wait(&e->work_cv, &e->mu);
+        while (!pk_exec__drained(e) && !e->queued && !pk_exec__maps_want_help(e))
+            pthread_cond_wait(&e->work_cv, &e->mu);
         PK_EXEC__SUB(&e->sleeping, 1);
         pthread_mutex_unlock(&e->mu);
         idle_since = 0; /* woken for work: a fresh spin budget */
@@ -1106,7 +1122,8 @@ static int pk_exec__create(pk_exec **out, const pk_exec_config *cfg, unsigned ca
     unsigned threads = cfg && cfg->threads ? cfg->threads : pk_exec__ncpu();
     int rc;
     if (!out) return -EINVAL;
-    if (threads > PK_EXEC_MAX_THREADS) return -EINVAL;
+    if (cfg && cfg->threads > PK_EXEC_MAX_THREADS) return -EINVAL;
+    if (threads > PK_EXEC_MAX_THREADS) threads = PK_EXEC_MAX_THREADS; /* the default: capped, not refused */
     if (cap < threads) cap = threads;
     mem = PK_MALLOC(sizeof *e + 63);
     if (!mem) return -ENOMEM;

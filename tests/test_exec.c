@@ -998,6 +998,49 @@ static void test_destroy_runs_queued(void)
     gate_fini(&g);
 }
 
+/* A running task, once destroy has begun, submits a follow-up and waits for it: with two workers
+   the other one must still be there to run it (it used to leave as soon as the queue was empty,
+   and destroy then waited forever for the task that waited for its follow-up). */
+typedef struct follow_ctx {
+    pk_exec *e;
+    int started, child_done, gave_up;
+} follow_ctx;
+static void follow_child(void *arg) { __atomic_store_n(&((follow_ctx *)arg)->child_done, 1, __ATOMIC_SEQ_CST); }
+static void follow_parent(void *arg)
+{
+    follow_ctx *f = (follow_ctx *)arg;
+    uint64_t t0;
+    __atomic_store_n(&f->started, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&f->e->stopping, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000); /* destroy began */
+    pk_test_sleep_ns(20000000); /* the other worker has found the queue empty by now */
+    PK_CHECK_EQ(pk_exec_submit(f->e, follow_child, f), 0);
+    t0 = pk_test_now_ns();
+    while (!__atomic_load_n(&f->child_done, __ATOMIC_SEQ_CST)) {
+        if (pk_test_now_ns() - t0 > 10000000000ull) { /* 10 s: not a hang of the whole test */
+            __atomic_store_n(&f->gave_up, 1, __ATOMIC_SEQ_CST);
+            return;
+        }
+        pk_test_sleep_ns(1000000);
+    }
+}
+static void test_destroy_waits_for_follow_up(void)
+{
+    pk_exec *e;
+    pk_exec_config cfg;
+    follow_ctx f;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 2;
+    cfg.spin_ns = 1;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    memset(&f, 0, sizeof f);
+    f.e = e;
+    PK_CHECK_EQ(pk_exec_submit(e, follow_parent, &f), 0);
+    while (!__atomic_load_n(&f.started, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    pk_exec_destroy(e);
+    PK_CHECK_EQ(f.gave_up, 0);
+    PK_CHECK_EQ(f.child_done, 1);
+}
+
 typedef struct self_ctx {
     pk_exec *e;
     int done;
@@ -1853,6 +1896,7 @@ int main(void)
     PK_TEST(test_exactly_once_4_submitters);
     PK_TEST(test_wait_idle);
     PK_TEST(test_destroy_runs_queued);
+    PK_TEST(test_destroy_waits_for_follow_up);
     PK_TEST(test_destroy_from_task);
     PK_TEST(test_thread_creation_failure);
     PK_TEST(test_alloc_failure_sweep);
