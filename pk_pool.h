@@ -1965,11 +1965,14 @@ PK_POOL_DEF void pk_respool_destroy(pk_respool *p)
 }
 
 /* The monotonic deadline of one timed wait: `at`, or at most 2^28 s (8.5 years) after `now`, so that
-   a far deadline cannot overflow a 32-bit time_t; a step that ends early is followed by another. */
+   a far deadline cannot overflow a 32-bit time_t; a step that ends early is followed by another. A
+   deadline already past (a short timeout that ran out while the caller took the lock) is `now`: the
+   wait returns at once (at - now would wrap and make it 8.5 years). */
 PK_POOL__FN void pk_pool__deadline(struct timespec *ts, uint64_t now, uint64_t at)
 {
     const uint64_t step = ((uint64_t)1 << 28) * 1000000000u;
-    if (at - now > step) at = now + step;
+    if (at < now) at = now;
+    else if (at - now > step) at = now + step;
     ts->tv_sec = (time_t)(at / 1000000000u);
     ts->tv_nsec = (long)(at % 1000000000u);
 }

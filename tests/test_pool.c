@@ -942,6 +942,56 @@ static void test_respool_timeouts(void)
     PK_CHECK_EQ(x.made, x.destroyed);
 }
 
+/* Timeouts so short that the deadline passes before the caller has queued as a waiter (1 ns always
+   does): each must return -ETIMEDOUT at once. The wait step used to wrap (deadline - now) and
+   sleep 8.5 years. Runs on a thread so that a hang is a failed check, not a stuck test. */
+typedef struct tiny_arg {
+    pk_respool *p;
+    int done, wrong;
+} tiny_arg;
+static void *tiny_waiter(void *vp)
+{
+    tiny_arg *a = (tiny_arg *)vp;
+    static const uint64_t tmo[] = {1, 10, 100, 1000, 10000, 100000};
+    void *r;
+    int i;
+    for (i = 0; i < 60; i++)
+        if (pk_respool_acquire(a->p, &r, tmo[i % 6]) != -ETIMEDOUT) __atomic_add_fetch(&a->wrong, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&a->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static void test_respool_tiny_timeouts(void)
+{
+    pk_respool *p;
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    tiny_arg a;
+    pthread_t th;
+    void *r;
+    uint64_t t0;
+    int finished;
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 1, 1);
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    memset(&a, 0, sizeof a);
+    a.p = p;
+    PK_CHECK_EQ(pthread_create(&th, NULL, tiny_waiter, &a), 0);
+    t0 = pk_test_now_ns();
+    while (!(finished = __atomic_load_n(&a.done, __ATOMIC_SEQ_CST)) && pk_test_now_ns() - t0 < 10000000000ull)
+        pk_test_sleep_ns(1000000);
+    PK_CHECK_MSG(finished, "60 acquires with timeouts of 1 ns to 100 us still running after 10 s");
+    PK_CHECK_EQ(pk_respool_release(p, r), 0); /* unblocks a stuck waiter, if any */
+    pthread_join(th, NULL);
+    PK_CHECK_EQ(a.wrong, 0);
+    pk_respool_stats_get(p, &st);
+    PK_CHECK_EQ(st.timeouts, finished ? 60 : st.timeouts);
+    PK_CHECK_EQ(st.waiting, 0);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
 /* FIFO: waiters queued in a known order get the resource in that order. */
 typedef struct order_arg {
     pk_respool *p;
@@ -1675,6 +1725,7 @@ int main(void)
     PK_TEST(test_respool_bad_input);
     PK_TEST(test_respool_min_and_create_failure);
     PK_TEST(test_respool_timeouts);
+    PK_TEST(test_respool_tiny_timeouts);
     PK_TEST(test_respool_handoff_order);
     PK_TEST(test_respool_invalidate);
     PK_TEST(test_respool_stale_memo);
