@@ -1107,13 +1107,24 @@ static pk_cache__entry *pk_cache__lookup(pk_cache *c, pk_cache__shard_fields *s,
     return e;
 }
 
+/* A lookup of a key longer than any stored key (klen > UINT32_MAX) misses without reading the
+   key; it still counts as a miss, in shard 0's counter. */
+static int pk_cache__miss_long_key(pk_cache *c)
+{
+    pk_cache__shard_fields *s = &c->shards[0].f;
+    pthread_mutex_lock(&s->lock);
+    s->misses++;
+    pthread_mutex_unlock(&s->lock);
+    return -ENOENT;
+}
+
 PK_CACHE_DEF int pk_cache_get(pk_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
 {
     uint64_t h;
     pk_cache__shard_fields *s;
     pk_cache__entry *e, *victims = NULL;
     if (!c || (!key && klen) || (!buf && cap)) return -EINVAL;
-    if (klen > UINT32_MAX) return -ENOENT; /* longer than any stored key */
+    if (klen > UINT32_MAX) return pk_cache__miss_long_key(c);
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
     pk_cache__prefetch(s, h);
@@ -1136,7 +1147,7 @@ PK_CACHE_DEF int pk_cache_acquire(pk_cache *c, const void *key, size_t klen, pk_
     if (!ref) return -EINVAL;
     memset(ref, 0, sizeof *ref);
     if (!c || (!key && klen)) return -EINVAL;
-    if (klen > UINT32_MAX) return -ENOENT;
+    if (klen > UINT32_MAX) return pk_cache__miss_long_key(c);
     h = pk_cache__hash(key, klen, c->seed);
     s = pk_cache__shard_of(c, h);
     pk_cache__prefetch(s, h);
@@ -1216,17 +1227,19 @@ static int pk_cache__glob(const unsigned char *p, const unsigned char *k, size_t
 enum { PK_CACHE__SEL_PREFIX, PK_CACHE__SEL_GLOB, PK_CACHE__SEL_EXPIRED, PK_CACHE__SEL_ALL };
 
 /* Removes the entries a selector picks from every shard, one shard lock at a time; expired entries
-   met on the way are reported as expired. Returns the count removed with `reason`. */
+   met on the way are reported as expired. Returns the count removed with `reason`. The clock is
+   read (at most) once per shard, under its lock: time passes between shards (the previous shard's
+   on_remove calls, other threads), and an entry expired by then must count as expired. */
 static size_t pk_cache__remove_where(pk_cache *c, int sel, const void *pat, size_t plen, int reason)
 {
     size_t removed = 0;
     unsigned i;
     int q;
-    uint64_t now = 0;
-    int have_now = 0;
     for (i = 0; i < c->nshards; i++) {
         pk_cache__shard_fields *s = &c->shards[i].f;
         pk_cache__entry *victims = NULL, *e, *next;
+        uint64_t now = 0;
+        int have_now = 0;
         pthread_mutex_lock(&s->lock);
         for (q = 0; q < 2; q++) {
             for (e = s->q[q].head; e; e = next) {

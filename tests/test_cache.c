@@ -597,6 +597,56 @@ static void test_bytes(void)
 
 /* ---- prefix and glob removal ---- */
 
+/* Time passes between shards during remove_prefix (here: the first shard's on_remove calls move
+   the clock): an entry that has expired by the time its shard is visited is reported EXPIRED and
+   not counted as removed, as remove on that key alone would. The clock used to be read once for
+   every shard. */
+static int late_armed;
+static void on_remove_late(void *user, const void *key, size_t klen, const void *val, size_t vlen, int reason)
+{
+    if (late_armed) __atomic_add_fetch(&fake_now, 2000, __ATOMIC_RELAXED);
+    on_remove_rec(user, key, klen, val, vlen, reason);
+}
+static void test_prefix_clock_per_shard(void)
+{
+    static rec r;
+    pk_cache_config cfg;
+    pk_cache *c = NULL;
+    char k[16];
+    size_t n;
+    int i;
+    uint64_t saved_now = fake_now;
+    memset(&r, 0, sizeof r);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.max_entries = 1000;
+    cfg.shards = 2;
+    cfg.clock_ns = fake_clock;
+    cfg.on_remove = on_remove_late;
+    cfg.user = &r;
+    fake_now = 0;
+    PK_CHECK_EQ(pk_cache_create(&c, &cfg), 0);
+    if (!c) return;
+    for (i = 0; i < 64; i++) { /* 64 keys: both shards get some (all in one: odds 2^-63) */
+        sprintf(k, "p:%d", i);
+        PK_CHECK_EQ(pk_cache_put(c, k, strlen(k), "v", 1, 1000), 0);
+    }
+    late_armed = 1;
+    n = pk_cache_remove_prefix(c, "p:", 2);
+    late_armed = 0;
+    PK_CHECK(n >= 1 && n < 64);                            /* the first shard's, at time 0 */
+    PK_CHECK_EQ(r.count[PK_CACHE_REMOVED], (long)n);
+    PK_CHECK_EQ(r.count[PK_CACHE_EXPIRED], 64 - (long)n); /* the second shard's, visited at >= 2000 */
+    {
+        pk_cache_stats st;
+        pk_cache_stats_get(c, &st);
+        PK_CHECK_EQ(st.entries, 0);
+        PK_CHECK_EQ(st.removals, (uint64_t)n);
+        PK_CHECK_EQ(st.expirations, 64 - (uint64_t)n);
+    }
+    pk_cache_destroy(c);
+    fake_now = saved_now;
+}
+
 static void test_prefix_glob(void)
 {
     rec r;
@@ -1345,6 +1395,7 @@ static void test_bad_input(void)
     pk_cache_stats_get(c, &st);
     PK_CHECK_EQ(st.entries, 0);
     PK_CHECK_EQ(st.inserts, 0);
+    PK_CHECK_EQ(st.misses, 2); /* the get and acquire of a key longer than UINT32_MAX: misses too */
     pk_cache_destroy(c);
 }
 
@@ -1402,6 +1453,7 @@ int main(void)
     PK_TEST(test_callbacks);
     PK_TEST(test_bytes);
     PK_TEST(test_prefix_glob);
+    PK_TEST(test_prefix_clock_per_shard);
     PK_TEST(test_snapshot_roundtrip);
     PK_TEST(test_snapshot_damage);
     PK_TEST(test_scan_resistance);
