@@ -1176,6 +1176,7 @@ PK_POOL_DEF int pk_pool_create(pk_pool **out, const pk_pool_config *cfg)
     if (cfg->size > ((size_t)-1 >> 2)) return -EINVAL;
     if (cfg->max && cfg->prealloc > cfg->max) return -EINVAL;
     stride = (cfg->size + align - 1) & ~(align - 1);
+    if (cfg->prealloc > ((size_t)-1 >> 1) / stride) return -EINVAL; /* prealloc x size overflows */
     pthread_once(&pk_pool__once, pk_pool__init_once);
     p = (pk_pool *)pk_pool__alloc64(sizeof *p);
     if (!p) return -ENOMEM;

@@ -55,6 +55,11 @@ static void test_pool_bad_input(void)
     c.prealloc = 0;
     c.size = (size_t)-1;
     PK_CHECK_EQ(pk_pool_create(&p, &c), -EINVAL);
+    c.size = 64;
+    c.prealloc = (size_t)-1 / 2; /* prealloc x size overflows: refused before anything is allocated */
+    PK_CHECK_EQ(pk_pool_create(&p, &c), -EINVAL);
+    PK_CHECK(p == NULL);
+    c.prealloc = 0;
     c.size = 8;
     PK_CHECK_EQ(pk_pool_create(&p, &c), 0);
     PK_CHECK(pk_pool_acquire(NULL) == NULL);
