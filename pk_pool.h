@@ -118,12 +118,13 @@
             makes `min` resources; 0; -EINVAL (NULL out/cfg, max 0, min > max, create or destroy NULL);
             -ENOMEM; or the first error create returned (all made so far destroyed).
      void pk_respool_destroy(pk_respool *p);
-            destroys every idle resource. A resource still lent is REPORTED through on_leak (held_ns =
-            how long it has been out; counted in `leaks`, even if maintain reported that loan
-            already: this report hands it over) and NOT destroyed: the borrower owns it now
-            and must dispose of it itself (the pool cannot know it is not in use). Then the pool frees
-            all its own memory. No call on p may run or start meanwhile (no waiter, no borrower
-            returning a resource).
+            destroys every idle resource. A resource still lent is NOT destroyed: the borrower owns
+            it now and must dispose of it itself (the pool cannot know it is not in use). With leak
+            reporting on (leak_ns > 0), each is REPORTED through on_leak whatever its held time
+            (held_ns = how long it has been out; even if maintain reported that loan already: this
+            report hands it over); with leak_ns = 0 nothing is reported, as everywhere else. Then
+            the pool frees all its own memory. No call on p may run or start meanwhile (no waiter,
+            no borrower returning a resource).
      int  pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_ns);
             0; -ETIMEDOUT; create's error when it had to create and create failed; -ENOMEM; -EINVAL.
             Order: an idle resource (one parked by a recent release first, then the most recently used;
@@ -1947,9 +1948,10 @@ PK_POOL_DEF void pk_respool_destroy(pk_respool *p)
     for (i = 0; i < p->map_cap; i++) {
         it = p->map[i];
         if (!it) continue;
-        if (pk_pool__st(it) == PK_POOL__RP_LENT) { /* reported, not destroyed: the borrower owns it */
+        if (pk_pool__st(it) == PK_POOL__RP_LENT) { /* not destroyed: the borrower owns it */
             p->leaks++;
-            if (p->cfg.on_leak) p->cfg.on_leak(it->res, now - PK_POOL__LD(it->since_ns), p->cfg.user);
+            if (p->cfg.on_leak && p->cfg.leak_ns) /* reported (handed over) only with leak reports on */
+                p->cfg.on_leak(it->res, now - PK_POOL__LD(it->since_ns), p->cfg.user);
         } else {
             p->cfg.destroy(it->res, p->cfg.user);
         }

@@ -1308,6 +1308,23 @@ static void test_respool_leaks(void)
     r_destroy(r2, &x);
     PK_CHECK_EQ(x.made, x.destroyed);
     PK_CHECK_EQ(pk_test_alloc_live(), 0);
+
+    /* leak_ns = 0 is "off" (API.md): on_leak set, but never called, not even at destroy */
+    memset(&x, 0, sizeof x);
+    rcfg(&c, &x, 0, 2);
+    c.leak_ns = 0;
+    c.on_leak = r_leak;
+    c.clock_ns = r_clock;
+    PK_CHECK_EQ(pk_respool_create(&p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(p, &r, 0), 0);
+    x.now += 1000000000u;
+    PK_CHECK_EQ(pk_respool_maintain(p), 0);
+    pk_respool_destroy(p);
+    PK_CHECK_EQ(x.leaks_reported, 0);
+    PK_CHECK_EQ(x.destroyed, 0); /* still the borrower's */
+    r_destroy(r, &x);
+    PK_CHECK_EQ(x.made, x.destroyed);
+    PK_CHECK_EQ(pk_test_alloc_live(), 0);
 }
 
 /* on_leak calling back into the pool, and the borrower invalidating the resource while on_leak runs:

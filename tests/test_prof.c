@@ -456,6 +456,18 @@ static void test_bad_input(void)
     PK_CHECK_EQ(pk_prof_report(p, NULL, PK_PROF_TEXT), -EINVAL);
     PK_CHECK_EQ(pk_prof_report(p, stdout, 4), -EINVAL);
     PK_CHECK_EQ(pk_prof_report(p, stdout, -1), -EINVAL);
+    { /* a write error is -EIO from the call itself, not later at fclose (the report is smaller
+         than the stream's buffer) */
+        FILE *full = fopen("/dev/full", "w");
+        if (full) {
+            int fmt;
+            for (fmt = PK_PROF_TEXT; fmt <= PK_PROF_JSON; fmt++) {
+                PK_CHECK_EQ(pk_prof_report(p, full, fmt), -EIO);
+                clearerr(full);
+            }
+            fclose(full);
+        }
+    }
     PK_CHECK(pk_prof_label_name(p, 2) == NULL);
     PK_CHECK(pk_prof_label_name(p, -1) == NULL);
     PK_CHECK_EQ(pk_prof_hist_merge(p, id, NULL), -EINVAL);
@@ -1318,6 +1330,26 @@ static void test_compare(void)
     PK_CHECK_EQ(pk_prof_compare(p, faster, base, &c), 0);
     PK_CHECK(c.z > 10);
 
+    /* Few samples: 50 baseline samples in one bucket against 1 larger sample. The exact test's
+       smallest two-sided p is 2 / C(51, 1) = 0.039; the normal approximation alone said z 6.9,
+       p 4e-12, significant. 3 samples against 30, all larger: 2 / C(33, 3) = 3.7e-4, significant. */
+    pk_prof_reset(p);
+    {
+        int i;
+        for (i = 0; i < 50; i++) pk_prof_record(p, base, 100000 + (uint64_t)i);
+        pk_prof_record(p, indep, 200000);
+        PK_CHECK_EQ(pk_prof_compare(p, base, indep, &c), 0);
+        PK_CHECK_EQ(c.significant, 0);
+        PK_CHECK(c.p_value >= 2.0 / 51 - 1e-12);
+        PK_CHECK(c.z > 0);
+        pk_prof_reset(p);
+        for (i = 0; i < 30; i++) pk_prof_record(p, base, 100000 + 1000 * (uint64_t)i);
+        for (i = 0; i < 3; i++) pk_prof_record(p, indep, 900000 + 1000 * (uint64_t)i);
+        PK_CHECK_EQ(pk_prof_compare(p, base, indep, &c), 0);
+        PK_CHECK_EQ(c.significant, 1);
+        PK_CHECK(c.p_value >= 2.0 / 5456 - 1e-12 && c.p_value < 0.01);
+    }
+
     /* calibration: with alpha 0.01, same-distribution pairs are significant about 1% of the time;
        a 2x shift on 3000 samples, always */
     for (trial = 0; trial < trials; trial++) {
@@ -1523,6 +1555,15 @@ static void test_saturation_and_finite_compare(void)
     PK_CHECK_EQ(pk_hist_count(g), UINT64_MAX);
     pk_hist_destroy(h);
     pk_hist_destroy(g);
+    /* a full bucket stays full when one more sample lands in it (it used to wrap to 0: an empty
+       histogram) */
+    PK_CHECK_EQ(pk_hist_create(&h, HOUR_NS, 2), 0);
+    pk_hist_record_n(h, 100, UINT64_MAX);
+    pk_hist_record(h, 100);
+    pk_hist_record_n(h, 100, 5);
+    PK_CHECK_EQ(pk_hist_count(h), UINT64_MAX);
+    PK_CHECK(within(pk_hist_percentile(h, 50), 100, 2));
+    pk_hist_destroy(h);
     PK_CHECK_EQ(pk_prof_create(&p, NULL), 0);
     a = pk_prof_label(p, "zero");
     b = pk_prof_label(p, "five");
