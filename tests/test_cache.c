@@ -547,13 +547,13 @@ static void test_bytes(void)
     PK_CHECK_EQ(pk_cache_put(c, "k2", 2, big, 300, 0), 0);
     PK_CHECK_EQ(pk_cache_put(c, "k1", 2, big, 50, 0), 0); /* replace: charge changes */
     pk_cache_stats_get(c, &st);
-    PK_CHECK_EQ(st.bytes, (2 + 50 + 64) + (2 + 300 + 64));
+    PK_CHECK_EQ(st.bytes, (2 + 50 + PK_CACHE_ENTRY_OVERHEAD) + (2 + 300 + PK_CACHE_ENTRY_OVERHEAD));
     /* exactly the bound fits; one byte more is E2BIG and evicts nothing */
-    PK_CHECK_EQ(pk_cache_put(c, "k3", 2, big, 1000 - 2 - 64 + 1, 0), -E2BIG);
+    PK_CHECK_EQ(pk_cache_put(c, "k3", 2, big, 1000 - 2 - PK_CACHE_ENTRY_OVERHEAD + 1, 0), -E2BIG);
     pk_cache_stats_get(c, &st);
     PK_CHECK_EQ(st.entries, 2);
     PK_CHECK_EQ(r.count[PK_CACHE_EVICTED], 0);
-    PK_CHECK_EQ(pk_cache_put(c, "k3", 2, big, 1000 - 2 - 64, 0), 0); /* evicts both */
+    PK_CHECK_EQ(pk_cache_put(c, "k3", 2, big, 1000 - 2 - PK_CACHE_ENTRY_OVERHEAD, 0), 0); /* evicts both */
     pk_cache_stats_get(c, &st);
     PK_CHECK_EQ(st.entries, 1);
     PK_CHECK_EQ(st.bytes, 1000);
@@ -574,8 +574,8 @@ static void test_bytes(void)
 
     /* split bounds: 4 shards share 4000 bytes, so 1000 per shard */
     c = mk(0, 4000, 4, PK_CACHE_LRU, &r);
-    PK_CHECK_EQ(pk_cache_put(c, "k", 1, big, 1000 - 1 - 64, 0), 0);
-    PK_CHECK_EQ(pk_cache_put(c, "k", 1, big, 1000 - 1 - 64 + 1, 0), -E2BIG);
+    PK_CHECK_EQ(pk_cache_put(c, "k", 1, big, 1000 - 1 - PK_CACHE_ENTRY_OVERHEAD, 0), 0);
+    PK_CHECK_EQ(pk_cache_put(c, "k", 1, big, 1000 - 1 - PK_CACHE_ENTRY_OVERHEAD + 1, 0), -E2BIG);
     PK_CHECK(has(c, "k", NULL)); /* the refused put left the old value */
     pk_cache_destroy(c);
 
