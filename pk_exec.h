@@ -241,7 +241,8 @@ typedef struct pk_exec_config {
     unsigned threads;   /* worker threads; 0 = online CPUs. Blocking (I/O) work wants more than CPUs. */
     size_t   queue_max; /* bound on queued submitted tasks; 0 = unbounded */
     uint64_t spin_ns;   /* how long an idle worker polls before it sleeps; 0 = PK_EXEC_SPIN_NS (50 us) */
-    uint64_t (*clock_ns)(void *user); /* clock for deadlines and queue-wait stats; NULL = monotonic */
+    uint64_t (*clock_ns)(void *user); /* clock for deadlines and queue-wait stats; NULL = monotonic.
+                                         Called with the pool's lock held: it must not call the pool */
     void    *user;      /* passed to clock_ns */
 } pk_exec_config;
 
@@ -884,7 +885,7 @@ static size_t pk_exec__sweep_expired(pk_exec *e, uint64_t now, pk_exec__task **d
 
 static void pk_exec__recycle(pk_exec *e, pk_exec__task *t)
 {
-    if (e->nfree < 1024 && (e->queue_max == 0 || e->nfree < e->queue_max + 64)) {
+    if (e->nfree < 1024 && (e->queue_max == 0 || e->nfree < 64 || e->nfree - 64 < e->queue_max)) {
         t->next = e->free_tasks;
         e->free_tasks = t;
         e->nfree++;
@@ -1380,6 +1381,7 @@ PK_EXEC_DEF int pk_exec_submit_opts(pk_exec *e, void (*fn)(void *arg), void *arg
         t = (pk_exec__task *)PK_MALLOC(sizeof *t);
         if (!t) return -ENOMEM;
         pthread_mutex_lock(&e->mu);
+        now = pk_exec__clock(e); /* time passed in malloc: tasks may have expired meanwhile */
     }
     if (e->queue_max && e->queued >= e->queue_max) {
         /* 1. make room by dropping what has expired (only if something may have) */
