@@ -2038,6 +2038,7 @@ PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_n
     }
     pthread_mutex_lock(&p->mu);
     pk_pool__unpark(p);
+    pk_pool__kick(p); /* older waiters before us, for what was parked (see maintain) */
     for (;;) {
         pk_pool__item *it = NULL, *dl = NULL;
         int check = 0;
@@ -2188,7 +2189,15 @@ static inline int pk_pool__release_fast(pk_respool *p, void *res)
             if (__atomic_load_n(&p->park[i], __ATOMIC_RELAXED) == NULL &&
                 __atomic_compare_exchange_n(&p->park[i], &none, it, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
                 if (PK_POOL__UNLIKELY(__atomic_load_n(&p->nwait, __ATOMIC_SEQ_CST) != 0)) {
+                    pk_pool__item *mine = it;
                     pthread_mutex_lock(&p->mu); /* a waiter came meanwhile: serve it */
+                    if (__atomic_compare_exchange_n(&p->park[i], &mine, (pk_pool__item *)NULL, 0, __ATOMIC_SEQ_CST,
+                                                    __ATOMIC_RELAXED)) {
+                        /* still ours: a hand-off straight from a release, not validated (the
+                           contract); through the idle list it would have been */
+                        pk_pool__set_st(it, PK_POOL__RP_CHECK);
+                        pk_pool__rp_put(p, it, now);
+                    }
                     pk_pool__kick(p);
                     pthread_mutex_unlock(&p->mu);
                 }
@@ -2273,7 +2282,12 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
     uint64_t now;
     if (!p) return 0;
     pthread_mutex_lock(&p->mu);
+    /* Parked items go to waiters first: a release that parked one while a waiter queued may not
+       have served it yet. The retire loop below relies on it: with idle items and waiters both
+       present, a kill's freed slot would hand the next idle item (the loop's `prev`) to a waiter
+       and the loop would then retire it under the waiter's feet. */
     pk_pool__unpark(p);
+    pk_pool__kick(p);
     now = pk_pool__rp_now(p);
     /* 1. retire idle: oldest idle first (the tail of the idle list) */
     for (it = p->idle; it && it->next; it = it->next) {
@@ -2346,6 +2360,7 @@ PK_POOL_DEF void pk_respool_stats_get(pk_respool *p, pk_respool_stats *out)
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     pk_pool__unpark(p);
+    pk_pool__kick(p); /* parked items go to waiters first (see maintain): idle and waiting stay consistent */
     acq = p->acq_dead;
     for (i = 0; i < p->map_cap; i++) {
         pk_pool__item *it = p->map[i];

@@ -997,6 +997,234 @@ static void test_respool_tiny_timeouts(void)
     PK_CHECK_EQ(x.made, x.destroyed);
 }
 
+/* Two races between the lock-free release (which parks the resource, then serves a waiter that
+   queued meanwhile under the lock) and the locked paths, staged with a clock_ns that holds chosen
+   threads at chosen points. (1) maintain got the lock first, unparked the resources and retired
+   old ones while waiters queued: freeing a retired one's slot handed the next idle resource to a
+   waiter, and the loop then retired that one too, so the waiter got a destroyed resource (idle
+   timeout) or spun forever in the table holding the lock (max lifetime). (2) the release that
+   served the waiter did it through the idle list, so the waiter validated a resource handed
+   straight from a release, which the contract says is not validated. */
+static PK_POOL__TLS int stage_role; /* 1: held in clock_ns at gate A; 2: held at gate B */
+static int stage_gate_a, stage_gate_b, stage_in_a, stage_in_b, stage_ids, stage_validations;
+static uint64_t stage_now;
+static void *stage_destroyed[16];
+static int stage_ndestroyed;
+static uint64_t stage_clock(void *u)
+{
+    (void)u;
+    if (stage_role == 1) {
+        __atomic_add_fetch(&stage_in_a, 1, __ATOMIC_SEQ_CST);
+        while (!__atomic_load_n(&stage_gate_a, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+        stage_role = 0;
+    } else if (stage_role == 2) {
+        __atomic_store_n(&stage_in_b, 1, __ATOMIC_SEQ_CST);
+        while (!__atomic_load_n(&stage_gate_b, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+        stage_role = 0;
+        return 0;
+    }
+    return __atomic_load_n(&stage_now, __ATOMIC_SEQ_CST);
+}
+static int stage_create(void **res, void *u)
+{
+    int *x = (int *)malloc(sizeof *x);
+    (void)u;
+    if (!x) return -ENOMEM;
+    *x = __atomic_add_fetch(&stage_ids, 1, __ATOMIC_SEQ_CST);
+    *res = x;
+    return 0;
+}
+static void stage_destroy(void *res, void *u)
+{
+    int i = __atomic_fetch_add(&stage_ndestroyed, 1, __ATOMIC_SEQ_CST);
+    (void)u;
+    if (i < 16) stage_destroyed[i] = res;
+}
+static int stage_validate(void *res, void *u)
+{
+    (void)res;
+    (void)u;
+    __atomic_add_fetch(&stage_validations, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+static pk_respool *stage_p;
+static int stage_go, stage_done, stage_lent;
+typedef struct stage_arg {
+    void *res;
+    int rc;
+} stage_arg;
+static void *stage_releaser(void *v) /* lends one, then releases it, held at gate A after the loan ended */
+{
+    stage_arg *a = (stage_arg *)v;
+    PK_CHECK_EQ(pk_respool_acquire(stage_p, &a->res, 0), 0);
+    __atomic_add_fetch(&stage_lent, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&stage_go, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    stage_role = 1;
+    a->rc = pk_respool_release(stage_p, a->res);
+    __atomic_add_fetch(&stage_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static void *stage_waiter(void *v)
+{
+    stage_arg *a = (stage_arg *)v;
+    a->rc = pk_respool_acquire(stage_p, &a->res, 5000000000ull);
+    __atomic_add_fetch(&stage_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static void *stage_holder(void *v) /* releases by the locked path, held at gate B with the lock */
+{
+    stage_arg *a = (stage_arg *)v;
+    stage_role = 2;
+    a->rc = pk_respool_release(stage_p, a->res);
+    __atomic_add_fetch(&stage_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static void *stage_maintain(void *v)
+{
+    (void)v;
+    pk_respool_maintain(stage_p);
+    __atomic_add_fetch(&stage_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static void stage_reset(void)
+{
+    stage_gate_a = stage_gate_b = stage_in_a = stage_in_b = stage_ids = stage_validations = 0;
+    stage_now = 0;
+    stage_ndestroyed = 0;
+    stage_go = stage_done = stage_lent = 0;
+}
+static void stage_wait_waiting(size_t n)
+{
+    pk_respool_stats st;
+    int i;
+    for (i = 0; i < 5000; i++) {
+        pk_respool_stats_get(stage_p, &st);
+        if (st.waiting == n) return;
+        pk_test_sleep_ns(1000000);
+    }
+    PK_CHECK_MSG(0, "never saw %zu waiters", n);
+}
+
+static void respool_maintain_vs_parked(int lifetime)
+{
+    pk_respool_config c;
+    pk_respool_stats st;
+    pthread_t r1, r2, w1, w2, h, m;
+    stage_arg a1, a2, b1, b2, hz;
+    uint64_t t0;
+    int i, all;
+    stage_reset();
+    memset(&c, 0, sizeof c);
+    memset(&a1, 0, sizeof a1);
+    memset(&a2, 0, sizeof a2);
+    memset(&b1, 0, sizeof b1);
+    memset(&b2, 0, sizeof b2);
+    memset(&hz, 0, sizeof hz);
+    c.max = 3;
+    c.create = stage_create;
+    c.destroy = stage_destroy;
+    c.clock_ns = stage_clock;
+    if (lifetime) c.max_lifetime_ns = 1000;
+    else c.idle_timeout_ns = 1000;
+    PK_CHECK_EQ(pk_respool_create(&stage_p, &c), 0);
+    pthread_create(&r1, NULL, stage_releaser, &a1);
+    pthread_create(&r2, NULL, stage_releaser, &a2);
+    while (__atomic_load_n(&stage_lent, __ATOMIC_SEQ_CST) < 2) pk_test_sleep_ns(1000000);
+    PK_CHECK_EQ(pk_respool_acquire(stage_p, &hz.res, 0), 0); /* the third: released by the locked path */
+    __atomic_store_n(&stage_go, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&stage_in_a, __ATOMIC_SEQ_CST) < 2) pk_test_sleep_ns(1000000); /* loans ended */
+    pthread_create(&w1, NULL, stage_waiter, &b1);
+    stage_wait_waiting(1);
+    pthread_create(&w2, NULL, stage_waiter, &b2);
+    stage_wait_waiting(2);
+    pthread_create(&h, NULL, stage_holder, &hz);
+    while (!__atomic_load_n(&stage_in_b, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000); /* holds the lock */
+    pthread_create(&m, NULL, stage_maintain, NULL);
+    pk_test_sleep_ns(50000000);                           /* maintain waits for the lock */
+    __atomic_store_n(&stage_gate_a, 1, __ATOMIC_SEQ_CST); /* both park theirs, then wait for the lock */
+    pk_test_sleep_ns(50000000);
+    __atomic_store_n(&stage_now, 5000, __ATOMIC_SEQ_CST); /* all three are now old (or idle too long) */
+    __atomic_store_n(&stage_gate_b, 1, __ATOMIC_SEQ_CST);
+    t0 = pk_test_now_ns();
+    while (!(all = __atomic_load_n(&stage_done, __ATOMIC_SEQ_CST) == 6) && pk_test_now_ns() - t0 < 10000000000ull)
+        pk_test_sleep_ns(1000000);
+    PK_CHECK_MSG(all, "maintain racing parked hand-offs: %d of 6 threads finished in 10 s", stage_done);
+    if (!all) return; /* a thread spins holding the pool's lock: leave the pool alone */
+    pthread_join(r1, NULL);
+    pthread_join(r2, NULL);
+    pthread_join(w1, NULL);
+    pthread_join(w2, NULL);
+    pthread_join(h, NULL);
+    pthread_join(m, NULL);
+    PK_CHECK_EQ(a1.rc, 0);
+    PK_CHECK_EQ(a2.rc, 0);
+    PK_CHECK_EQ(hz.rc, 0);
+    PK_CHECK_EQ(b1.rc, 0);
+    PK_CHECK_EQ(b2.rc, 0);
+    for (i = 0; i < stage_ndestroyed && i < 16; i++) {
+        PK_CHECK_MSG(stage_destroyed[i] != b1.res && stage_destroyed[i] != b2.res,
+                     "a waiter holds destroyed resource %d", *(int *)stage_destroyed[i]);
+    }
+    pk_respool_stats_get(stage_p, &st);
+    PK_CHECK_EQ(st.in_use, 2);
+    PK_CHECK_EQ(st.waiting, 0);
+    PK_CHECK(st.idle <= st.total && st.total <= 3);
+    PK_CHECK_EQ(pk_respool_release(stage_p, b1.res), 0);
+    PK_CHECK_EQ(pk_respool_release(stage_p, b2.res), 0);
+    pk_respool_destroy(stage_p);
+    for (i = 0; i < stage_ndestroyed && i < 16; i++) free(stage_destroyed[i]);
+    PK_CHECK_EQ(stage_ndestroyed, stage_ids); /* every resource made was destroyed once */
+}
+static void test_respool_maintain_vs_parked(void)
+{
+    respool_maintain_vs_parked(1);
+    respool_maintain_vs_parked(0);
+}
+
+static void *stage_open_after_waiter(void *v) /* queues a waiter while the release is held, then opens */
+{
+    pthread_t w;
+    while (!__atomic_load_n(&stage_in_a, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    pthread_create(&w, NULL, stage_waiter, v);
+    stage_wait_waiting(1);
+    __atomic_store_n(&stage_gate_a, 1, __ATOMIC_SEQ_CST);
+    pthread_join(w, NULL);
+    return NULL;
+}
+static void test_respool_fast_release_handoff_not_validated(void)
+{
+    pk_respool_config c;
+    pthread_t opener;
+    stage_arg x, got;
+    int i;
+    stage_reset();
+    memset(&c, 0, sizeof c);
+    memset(&x, 0, sizeof x);
+    memset(&got, 0, sizeof got);
+    c.max = 1;
+    c.create = stage_create;
+    c.destroy = stage_destroy;
+    c.validate = stage_validate; /* validate_idle_ns 0: every idle resource is validated */
+    c.max_lifetime_ns = 1000000000000ull; /* the release reads the clock: gate A */
+    c.clock_ns = stage_clock;
+    PK_CHECK_EQ(pk_respool_create(&stage_p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(stage_p, &x.res, 0), 0);
+    /* this thread's release (the lock-free one) is held at gate A after it ended the loan, while
+       another thread queues a waiter; then it parks the resource and serves the waiter */
+    pthread_create(&opener, NULL, stage_open_after_waiter, &got);
+    stage_role = 1;
+    PK_CHECK_EQ(pk_respool_release(stage_p, x.res), 0);
+    stage_role = 0;
+    pthread_join(opener, NULL);
+    PK_CHECK_EQ(got.rc, 0);
+    PK_CHECK(got.res == x.res);
+    PK_CHECK_EQ(stage_validations, 0); /* handed straight from a release: not validated */
+    PK_CHECK_EQ(pk_respool_release(stage_p, got.res), 0);
+    pk_respool_destroy(stage_p);
+    for (i = 0; i < stage_ndestroyed && i < 16; i++) free(stage_destroyed[i]);
+    PK_CHECK_EQ(stage_ndestroyed, 1);
+}
+
 /* FIFO: waiters queued in a known order get the resource in that order. */
 typedef struct order_arg {
     pk_respool *p;
@@ -1748,6 +1976,8 @@ int main(void)
     PK_TEST(test_respool_min_and_create_failure);
     PK_TEST(test_respool_timeouts);
     PK_TEST(test_respool_tiny_timeouts);
+    PK_TEST(test_respool_maintain_vs_parked);
+    PK_TEST(test_respool_fast_release_handoff_not_validated);
     PK_TEST(test_respool_handoff_order);
     PK_TEST(test_respool_invalidate);
     PK_TEST(test_respool_stale_memo);
