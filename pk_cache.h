@@ -560,13 +560,23 @@ static size_t pk_cache__slot_of(pk_cache__shard_fields *s, const pk_cache__entry
    keeping their history: they are indexed by the low bits of a hash, so slot (or sketch word) j of
    the bigger array takes the ghosts (or counters) of j & old_mask of the old one, where every key
    that used the old one now lands (a ghost copy is found only by the key it belongs to: the
-   fingerprint tells). So a grown shard behaves as before, and a load that fails part way changes
-   no admission decision. 0 or -ENOMEM (shard unchanged; also past 2^32 slots). */
-static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need)
+   fingerprint tells). So a grown shard behaves as before. Two steps: grow_prepare builds the
+   bigger arrays beside the old ones (it can fail, changing nothing) and grow_install swaps them in
+   (it cannot fail), so that load can prepare every shard before it changes any: a bigger table
+   alone changes later S3-FIFO decisions (the sketch halves by table size, ghosts spread over it). */
+typedef struct pk_cache__grown {
+    pk_cache__slot *slots; /* NULL: the table is big enough */
+    uint64_t *sketch;      /* S3-FIFO */
+    size_t ncap;
+} pk_cache__grown;
+
+/* 0, or -ENOMEM with nothing allocated (also past 2^32 slots). Locked. */
+static int pk_cache__grow_prepare(pk_cache *c, pk_cache__shard_fields *s, size_t need, pk_cache__grown *g)
 {
     size_t cap = s->mask + 1, ncap = cap, i;
     pk_cache__slot *slots;
     uint64_t *sketch = NULL;
+    memset(g, 0, sizeof *g);
     if (need <= cap / 4 * 3) return 0;
     while (need > ncap / 4 * 3) {
         /* a slot keeps 32 bits of the hash: enough to place keys in up to 2^32 slots */
@@ -587,16 +597,36 @@ static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need
             slots[i].ghost[0] = s->slots[i & (cap - 1)].ghost[0];
             slots[i].ghost[1] = s->slots[i & (cap - 1)].ghost[1];
         }
-        PK_FREE(s->sketch);
-        s->sketch = sketch;
     }
     for (i = 0; i < cap; i++)
         if (s->slots[i].e) pk_cache__table_put(slots, ncap - 1, s->slots[i].hash, s->slots[i].e);
+    g->slots = slots;
+    g->sketch = sketch;
+    g->ncap = ncap;
+    return 0;
+}
+
+/* Swaps in what grow_prepare built; the table must not have changed in between. Locked. */
+static void pk_cache__grow_install(pk_cache__shard_fields *s, const pk_cache__grown *g)
+{
+    if (!g->slots) return;
+    if (g->sketch) {
+        PK_FREE(s->sketch);
+        s->sketch = g->sketch;
+    }
     PK_FREE(s->slots);
     /* published with atomic stores: pk_cache__prefetch reads them without the lock */
-    __atomic_store_n(&s->slots, slots, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->mask, ncap - 1, __ATOMIC_RELAXED);
-    return 0;
+    __atomic_store_n(&s->slots, g->slots, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->mask, g->ncap - 1, __ATOMIC_RELAXED);
+}
+
+/* Makes room for `need` entries: 0 or -ENOMEM (shard unchanged). Locked. */
+static int pk_cache__reserve(pk_cache *c, pk_cache__shard_fields *s, size_t need)
+{
+    pk_cache__grown g;
+    int rc = pk_cache__grow_prepare(c, s, need, &g);
+    if (!rc) pk_cache__grow_install(s, &g);
+    return rc;
 }
 
 /* Second hash of a key, for the S3-FIFO ghost fingerprints and sketch (independent of the table
@@ -1623,6 +1653,7 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path)
 {
     unsigned char *file;
     size_t n, count, i, live = 0, *per_shard;
+    pk_cache__grown *grown;
     pk_cache__rec *recs = NULL;
     pk_cache__entry **ents = NULL, *victims = NULL;
     uint64_t now;
@@ -1638,8 +1669,9 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path)
     }
     /* Build every entry before touching the cache. */
     per_shard = (size_t *)PK_MALLOC(c->nshards * sizeof *per_shard);
+    grown = (pk_cache__grown *)PK_MALLOC(c->nshards * sizeof *grown);
     ents = (pk_cache__entry **)PK_MALLOC((count ? count : 1) * sizeof *ents);
-    if (!per_shard || !ents) rc = -ENOMEM;
+    if (!per_shard || !grown || !ents) rc = -ENOMEM;
     now = c->clock_ns(c->user);
     if (!rc) memset(per_shard, 0, c->nshards * sizeof *per_shard);
     for (i = 0; i < count && !rc; i++) {
@@ -1658,15 +1690,25 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path)
     }
     PK_FREE(recs);
     PK_FREE(file);
-    /* Commit under every shard lock (in order, so concurrent loads cannot deadlock); the tables are
-       grown first, after which inserting cannot fail. */
+    /* Commit under every shard lock (in order, so concurrent loads cannot deadlock): every shard's
+       bigger table is built first and installed only when all were, after which inserting cannot
+       fail. */
     if (!rc) {
+        unsigned made = 0;
         for (si = 0; si < c->nshards; si++) pthread_mutex_lock(&c->shards[si].f.lock);
-        for (si = 0; si < c->nshards && !rc; si++) {
-            pk_cache__shard_fields *s = &c->shards[si].f;
-            size_t want = s->count + per_shard[si];
+        for (; made < c->nshards && !rc; made++) {
+            pk_cache__shard_fields *s = &c->shards[made].f;
+            size_t want = s->count + per_shard[made];
             if (want > s->max_entries) want = s->max_entries;
-            rc = pk_cache__reserve(c, s, want);
+            rc = pk_cache__grow_prepare(c, s, want, &grown[made]);
+        }
+        for (si = 0; si < made; si++) {
+            if (rc) {
+                PK_FREE(grown[si].slots);
+                PK_FREE(grown[si].sketch);
+            } else {
+                pk_cache__grow_install(&c->shards[si].f, &grown[si]);
+            }
         }
         if (!rc)
             for (i = 0; i < live; i++) pk_cache__insert_locked(c, pk_cache__shard_of(c, ents[i]->hash), ents[i], &victims);
@@ -1675,6 +1717,7 @@ PK_CACHE_DEF int pk_cache_load(pk_cache *c, const char *path)
     if (rc)
         for (i = 0; i < live; i++) PK_FREE(ents[i]);
     PK_FREE(ents);
+    PK_FREE(grown);
     PK_FREE(per_shard);
     pk_cache__finish(c, victims);
     return rc;

@@ -823,6 +823,52 @@ static void test_snapshot_roundtrip(void)
 /* A cache's observable state: its own snapshot (same clock, same order, no gets in between). */
 static void fingerprint(pk_cache *c, const char *path) { PK_CHECK_EQ(pk_cache_save(c, path), 0); }
 
+/* A load that fails for lack of memory leaves the cache as it was, down to the S3-FIFO state that
+   decides admission: no shard's table (nor its sketch, nor its ghosts' placement) has grown. Load
+   used to grow the shards one by one, so a failure at a later shard left the earlier ones grown,
+   and their sketches then halved at a different time. Every allocation point is made to fail. */
+static void test_failed_load_grows_nothing(void)
+{
+    pk_cache *src = mk(4000, 0, 2, PK_CACHE_S3FIFO, NULL), *c = mk(4000, 0, 2, PK_CACHE_S3FIFO, NULL);
+    char path[128], k[16];
+    size_t mask0[2];
+    uint64_t *sketch0[2];
+    int i, k_fail, failed = 0;
+    tmp_path(path, "grow.snap");
+    for (i = 0; i < 2000; i++) {
+        sprintf(k, "g%d", i);
+        PK_CHECK_EQ(put_s(src, k, "v"), 0);
+    }
+    PK_CHECK_EQ(pk_cache_save(src, path), 0);
+    for (i = 0; i < 2; i++) {
+        mask0[i] = c->shards[i].f.mask;
+        sketch0[i] = c->shards[i].f.sketch;
+    }
+    for (k_fail = 1; k_fail < 5000; k_fail++) {
+        int rc;
+        pk_test_alloc_fail_at(k_fail);
+        rc = pk_cache_load(c, path);
+        pk_test_alloc_fail_at(0);
+        if (rc == 0) break;
+        PK_CHECK_EQ(rc, -ENOMEM);
+        failed++;
+        for (i = 0; i < 2; i++) {
+            PK_CHECK_EQ(c->shards[i].f.mask, mask0[i]);
+            PK_CHECK(c->shards[i].f.sketch == sketch0[i]);
+            PK_CHECK_EQ(c->shards[i].f.count, 0);
+        }
+    }
+    PK_CHECK(failed > 2000); /* one entry allocation each, then the tables */
+    {
+        pk_cache_stats st;
+        pk_cache_stats_get(c, &st);
+        PK_CHECK_EQ(st.entries, 2000);
+    }
+    pk_cache_destroy(c);
+    pk_cache_destroy(src);
+    remove(path);
+}
+
 static void test_snapshot_damage(void)
 {
     static unsigned char good[4096], bad[4096];
@@ -1463,6 +1509,7 @@ int main(void)
     PK_TEST(test_threads);
     PK_TEST(test_concurrent_saves);
     PK_TEST(test_alloc_sweep);
+    PK_TEST(test_failed_load_grows_nothing);
     PK_TEST(test_bad_input);
     PK_TEST(test_shards_small_bound);
     PK_TEST(test_key_compare);
