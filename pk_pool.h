@@ -1994,7 +1994,10 @@ static inline pk_pool__item *pk_pool__claim(pk_respool *p)
 }
 
 /* A claimed item may need retiring (lifetime) or validating before it is lent. Returns 1 when it
-   may be lent; else it has been destroyed (and its slot given up). No lock held on entry or exit. */
+   may be lent; else it has been destroyed and its slot is the caller's (as on the slow path: the
+   next idle one is tried, else one is created; giving the slot up would let a waiter that queued
+   during validate take it, and the caller, first to come, leave with -ETIMEDOUT). No lock held
+   on entry or exit. */
 PK_POOL__FN PK_POOL__NOINLINE int pk_pool__take_check(pk_respool *p, pk_pool__item *it)
 {
     uint64_t now = p->clock_on_put ? pk_pool__rp_now(p) : 0;
@@ -2010,7 +2013,7 @@ PK_POOL__FN PK_POOL__NOINLINE int pk_pool__take_check(pk_respool *p, pk_pool__it
     if (!bad) return 1;
     pthread_mutex_lock(&p->mu);
     if (bad == 2) p->validation_failures++;
-    pk_pool__rp_kill(p, it, 0, &dl);
+    pk_pool__rp_kill(p, it, 1, &dl);
     pthread_mutex_unlock(&p->mu);
     pk_pool__rp_destroy_list(p, dl);
     return 0;
@@ -2027,7 +2030,10 @@ PK_POOL_DEF int pk_respool_acquire(pk_respool *p, void **res, uint64_t timeout_n
     while (__atomic_load_n(&p->nwait, __ATOMIC_SEQ_CST) == 0) {
         pk_pool__item *it = pk_pool__claim(p);
         if (!it) break;
-        if (p->check_on_take && !pk_pool__take_check(p, it)) continue;
+        if (p->check_on_take && !pk_pool__take_check(p, it)) {
+            have_slot = 1; /* the bad one's: the slow path tries the next idle one or creates */
+            break;
+        }
         pk_pool__lend(p, it);
         *res = it->res;
         return 0;

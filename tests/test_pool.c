@@ -1225,6 +1225,71 @@ static void test_respool_fast_release_handoff_not_validated(void)
     PK_CHECK_EQ(stage_ndestroyed, 1);
 }
 
+/* A parked resource that fails validation on the lock-free acquire: the caller keeps its slot and
+   creates a new one, as when the bad one was idle. It used to give the slot up, so a waiter that
+   queued during validate took it and the caller, first to come, got -ETIMEDOUT. */
+static pk_respool *bad_p;
+static int bad_gate, bad_validations;
+static int bad_validate(void *res, void *u)
+{
+    pk_respool_stats st;
+    int i;
+    (void)res;
+    (void)u;
+    if (__atomic_add_fetch(&bad_validations, 1, __ATOMIC_SEQ_CST) > 1) return 0;
+    __atomic_store_n(&bad_gate, 1, __ATOMIC_SEQ_CST); /* the first caller is validating */
+    for (i = 0; i < 5000; i++) {                      /* until the second one waits */
+        pk_respool_stats_get(bad_p, &st);
+        if (st.waiting == 1) break;
+        pk_test_sleep_ns(1000000);
+    }
+    return -EIO;
+}
+static void *bad_second(void *v)
+{
+    stage_arg *a = (stage_arg *)v;
+    while (!__atomic_load_n(&bad_gate, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(500000);
+    a->rc = pk_respool_acquire(bad_p, &a->res, 5000000000ull);
+    if (a->rc == 0) {
+        pk_test_sleep_ns(50000000); /* held: the first caller cannot take it back meanwhile */
+        PK_CHECK_EQ(pk_respool_release(bad_p, a->res), 0);
+    }
+    return NULL;
+}
+static void test_respool_bad_parked_keeps_slot(void)
+{
+    int parked;
+    for (parked = 0; parked < 2; parked++) {
+        pk_respool_config c;
+        pk_respool_stats st;
+        rctx x;
+        stage_arg second;
+        pthread_t t;
+        void *r;
+        memset(&x, 0, sizeof x);
+        memset(&second, 0, sizeof second);
+        rcfg(&c, &x, 0, 1);
+        c.validate = bad_validate;
+        c.validate_idle_ns = 0; /* every idle or parked resource is validated */
+        bad_gate = bad_validations = 0;
+        PK_CHECK_EQ(pk_respool_create(&bad_p, &c), 0);
+        PK_CHECK_EQ(pk_respool_acquire(bad_p, &r, 0), 0); /* created: not validated */
+        PK_CHECK_EQ(pk_respool_release(bad_p, r), 0);     /* the lock-free release parks it */
+        if (!parked) pk_respool_stats_get(bad_p, &st);   /* moves it to the idle list */
+        pthread_create(&t, NULL, bad_second, &second);
+        PK_CHECK_EQ(pk_respool_acquire(bad_p, &r, 0), 0); /* first to come: the bad one's slot makes a new one */
+        PK_CHECK_EQ(pk_respool_release(bad_p, r), 0);
+        pthread_join(t, NULL);
+        PK_CHECK_EQ(second.rc, 0);
+        pk_respool_stats_get(bad_p, &st);
+        PK_CHECK_EQ(st.validation_failures, 1);
+        PK_CHECK_EQ(st.timeouts, 0);
+        PK_CHECK(st.total <= 1);
+        pk_respool_destroy(bad_p);
+        PK_CHECK_EQ(x.made, x.destroyed);
+    }
+}
+
 /* FIFO: waiters queued in a known order get the resource in that order. */
 typedef struct order_arg {
     pk_respool *p;
@@ -1978,6 +2043,7 @@ int main(void)
     PK_TEST(test_respool_tiny_timeouts);
     PK_TEST(test_respool_maintain_vs_parked);
     PK_TEST(test_respool_fast_release_handoff_not_validated);
+    PK_TEST(test_respool_bad_parked_keeps_slot);
     PK_TEST(test_respool_handoff_order);
     PK_TEST(test_respool_invalidate);
     PK_TEST(test_respool_stale_memo);
