@@ -1579,7 +1579,7 @@ typedef struct pk_pool__item {
     uint64_t loans0;            /* loan count when the resource was made (mu) */
     void *res;
     uint64_t born_ns, since_ns; /* since_ns (atomic): went idle, or was lent */
-    int leak_reported;          /* atomic: set by maintain, cleared on each loan */
+    uint64_t leak_reported;     /* atomic: tag of the loan maintain reported (0: none) */
     int pinned, doomed;         /* mu */
     struct pk_pool__item *prev, *next; /* idle list; next: destroy list, spare list */
 } pk_pool__item;
@@ -1834,7 +1834,6 @@ static inline void pk_pool__lend(pk_respool *p, pk_pool__item *it)
 {
     uint64_t t = PK_POOL__LD(it->tag);
     PK_POOL__ST(it->since_ns, p->clock_on_lend ? pk_pool__rp_now(p) : (uint64_t)0);
-    PK_POOL__ST(it->leak_reported, 0);
     t = (((t >> 3) + 1) << 3) | (uint64_t)PK_POOL__RP_LENT;
     __atomic_store_n(&it->tag, t, __ATOMIC_RELEASE);
     pk_pool__memo.gen = p->gen;
@@ -2259,10 +2258,14 @@ PK_POOL_DEF int pk_respool_invalidate(pk_respool *p, void *res)
     return 0;
 }
 
+#ifndef PK_POOL__TEST_LEAK_FOUND
+#define PK_POOL__TEST_LEAK_FOUND() ((void)0)
+#endif
+
 /* mu held: a lent item whose loan is older than leak_ns and not reported yet, or NULL; *held = its
-   age. Loans begin and end without the mutex (lend, release_fast), so the loan is read like a
-   seqlock: tag, since_ns, tag again; a changed tag means that loan ended meanwhile. */
-PK_POOL__FN pk_pool__item *pk_pool__leak_find(pk_respool *p, uint64_t now, uint64_t *held)
+   age, *loan = its tag. Loans begin and end without the mutex (lend, release_fast), so the loan is
+   read like a seqlock: tag, since_ns, tag again; a changed tag means that loan ended meanwhile. */
+PK_POOL__FN pk_pool__item *pk_pool__leak_find(pk_respool *p, uint64_t now, uint64_t *held, uint64_t *loan)
 {
     size_t i;
     for (i = 0; i < p->map_cap; i++) {
@@ -2270,11 +2273,12 @@ PK_POOL__FN pk_pool__item *pk_pool__leak_find(pk_respool *p, uint64_t now, uint6
         uint64_t since, t;
         if (!it || it->pinned) continue;
         t = __atomic_load_n(&it->tag, __ATOMIC_ACQUIRE);
-        if ((t & 7u) != PK_POOL__RP_LENT || PK_POOL__LD(it->leak_reported)) continue;
+        if ((t & 7u) != PK_POOL__RP_LENT || PK_POOL__LD(it->leak_reported) == t) continue;
         since = __atomic_load_n(&it->since_ns, __ATOMIC_ACQUIRE); /* the tag below is read after it */
         if (__atomic_load_n(&it->tag, __ATOMIC_RELAXED) != t) continue; /* that loan ended meanwhile */
         if (now >= since && now - since >= p->cfg.leak_ns) { /* a loan begun after `now`: not yet */
             *held = now - since;
+            *loan = t;
             return it;
         }
     }
@@ -2319,11 +2323,14 @@ PK_POOL_DEF size_t pk_respool_maintain(pk_respool *p)
     }
     /* 2. leaks: one at a time, pinned while on_leak runs */
     while (p->cfg.leak_ns) {
-        uint64_t held = 0;
+        uint64_t held = 0, loan = 0;
         now = pk_pool__rp_now(p);
-        it = pk_pool__leak_find(p, now, &held);
+        it = pk_pool__leak_find(p, now, &held, &loan);
         if (!it) break;
-        PK_POOL__ST(it->leak_reported, 1);
+        PK_POOL__TEST_LEAK_FOUND(); /* tests: hold maintain here while that loan ends, another begins */
+        /* The loan's tag, not a flag: the loan may end and another begin (lock-free) before this
+           store, and a flag would mark the new loan as reported; it was never reported then. */
+        PK_POOL__ST(it->leak_reported, loan);
         p->leaks++;
         work++;
         if (p->cfg.on_leak) {

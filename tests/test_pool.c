@@ -8,6 +8,16 @@
 #define PK_MALLOC(n) pk_test_malloc(n)
 #define PK_REALLOC(p, n) pk_test_realloc(p, n)
 #define PK_FREE(p) pk_test_free(p)
+/* maintain's test hook, between finding a leaked loan and marking it reported (see
+   test_respool_leak_of_next_loan) */
+static int leak_hook_armed, leak_hook_in, leak_hook_go;
+static void leak_hook(void)
+{
+    if (!__atomic_exchange_n(&leak_hook_armed, 0, __ATOMIC_SEQ_CST)) return;
+    __atomic_store_n(&leak_hook_in, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&leak_hook_go, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+}
+#define PK_POOL__TEST_LEAK_FOUND() leak_hook()
 #define PK_POOL_IMPLEMENTATION
 #include "pk_pool.h"
 
@@ -1290,6 +1300,78 @@ static void test_respool_bad_parked_keeps_slot(void)
     }
 }
 
+/* Leak reports are once per loan, so a loan that begins while maintain is reporting the one
+   before it (same resource: released and re-lent without the lock) is still reported. Maintain
+   used to mark the resource, not the loan, as reported: the new loan never was. */
+static uint64_t lk_now;
+static int lk_reports;
+static uint64_t lk_clock(void *u)
+{
+    (void)u;
+    return __atomic_load_n(&lk_now, __ATOMIC_SEQ_CST);
+}
+static void lk_on_leak(void *res, uint64_t held, void *u)
+{
+    (void)res;
+    (void)held;
+    (void)u;
+    __atomic_add_fetch(&lk_reports, 1, __ATOMIC_SEQ_CST);
+}
+static void *lk_maintain(void *v)
+{
+    (void)v;
+    pk_respool_maintain(bad_p);
+    return NULL;
+}
+static void *lk_borrow(void *v)
+{
+    stage_arg *a = (stage_arg *)v;
+    a->rc = pk_respool_acquire(bad_p, &a->res, 0); /* the lock-free claim of the parked resource */
+    return NULL;
+}
+static void test_respool_leak_of_next_loan(void)
+{
+    pk_respool_config c;
+    pk_respool_stats st;
+    rctx x;
+    stage_arg b;
+    pthread_t m, t;
+    void *r;
+    memset(&x, 0, sizeof x);
+    memset(&b, 0, sizeof b);
+    rcfg(&c, &x, 1, 1);
+    c.clock_ns = lk_clock;
+    c.leak_ns = 100;
+    c.on_leak = lk_on_leak;
+    lk_now = 0;
+    lk_reports = 0;
+    leak_hook_in = leak_hook_go = 0;
+    PK_CHECK_EQ(pk_respool_create(&bad_p, &c), 0);
+    PK_CHECK_EQ(pk_respool_acquire(bad_p, &r, 0), 0); /* loan 1, at 0 */
+    __atomic_store_n(&lk_now, 1000, __ATOMIC_SEQ_CST);  /* loan 1 is a leak */
+    __atomic_store_n(&leak_hook_armed, 1, __ATOMIC_SEQ_CST);
+    pthread_create(&m, NULL, lk_maintain, NULL);
+    while (!__atomic_load_n(&leak_hook_in, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000); /* found it */
+    PK_CHECK_EQ(pk_respool_release(bad_p, r), 0); /* loan 1 ends (lock-free) */
+    pthread_create(&t, NULL, lk_borrow, &b);       /* loan 2 begins on another thread */
+    pthread_join(t, NULL);
+    PK_CHECK_EQ(b.rc, 0);
+    PK_CHECK(b.res == r);
+    __atomic_store_n(&leak_hook_go, 1, __ATOMIC_SEQ_CST);
+    pthread_join(m, NULL);
+    PK_CHECK_EQ(lk_reports, 1);
+    __atomic_store_n(&lk_now, 1000000, __ATOMIC_SEQ_CST); /* loan 2 held for ~1 ms: a leak too */
+    pk_respool_maintain(bad_p);
+    PK_CHECK_EQ(lk_reports, 2);
+    pk_respool_maintain(bad_p);
+    PK_CHECK_EQ(lk_reports, 2); /* once per loan */
+    pk_respool_stats_get(bad_p, &st);
+    PK_CHECK_EQ(st.leaks, 2);
+    PK_CHECK_EQ(pk_respool_release(bad_p, b.res), 0);
+    pk_respool_destroy(bad_p);
+    PK_CHECK_EQ(x.made, x.destroyed);
+}
+
 /* FIFO: waiters queued in a known order get the resource in that order. */
 typedef struct order_arg {
     pk_respool *p;
@@ -2044,6 +2126,7 @@ int main(void)
     PK_TEST(test_respool_maintain_vs_parked);
     PK_TEST(test_respool_fast_release_handoff_not_validated);
     PK_TEST(test_respool_bad_parked_keeps_slot);
+    PK_TEST(test_respool_leak_of_next_loan);
     PK_TEST(test_respool_handoff_order);
     PK_TEST(test_respool_invalidate);
     PK_TEST(test_respool_stale_memo);
