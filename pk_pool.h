@@ -354,6 +354,9 @@ extern long syscall(long number, ...); /* not declared under strict -std=c99 + _
 #ifndef PK_POOL_CACHE
 #define PK_POOL_CACHE 64
 #endif
+/* the most objects one refill moves (half a cache), +1; at least 3 so that no compiler sees a
+   one-element array indexed by a loop (a cache below 4 objects is no cache: see create) */
+#define PK_POOL__BATCH_MAX ((PK_POOL_CACHE < 4 ? 4 : PK_POOL_CACHE) / 2 + 1)
 #ifndef PK_POOL_CHUNK_BYTES
 #define PK_POOL_CHUNK_BYTES 65536
 #endif
@@ -540,9 +543,21 @@ static inline void pk_pool__memo_clear(void)
 }
 static PK_POOL__TLS pk_pool__cache *pk_pool__tl_list;
 static PK_POOL__TLS int pk_pool__tl_keyed;
-/* The pool whose fini this thread is running for trim, if any: its acquire must not wait for the
-   objects being finalised (they include the one its own fini holds). */
-static PK_POOL__TLS const pk_pool *pk_pool__tl_fini;
+/* The pools whose fini this thread is running for trim, innermost first (a fini may release to
+   another pool, whose trim runs its fini...): an acquire from any of them must not wait for the
+   objects being finalised (they include the one an outer fini holds: it would wait for itself). */
+typedef struct pk_pool__fini_frame {
+    const pk_pool *p;
+    const struct pk_pool__fini_frame *up;
+} pk_pool__fini_frame;
+static PK_POOL__TLS const pk_pool__fini_frame *pk_pool__tl_fini;
+static int pk_pool__in_fini(const pk_pool *p)
+{
+    const pk_pool__fini_frame *f;
+    for (f = pk_pool__tl_fini; f; f = f->up)
+        if (f->p == p) return 1;
+    return 0;
+}
 static uint64_t pk_pool__gens;
 static pthread_once_t pk_pool__once = PTHREAD_ONCE_INIT;
 static pthread_key_t pk_pool__key;
@@ -1092,12 +1107,14 @@ PK_POOL__FN void pk_pool__trim(pk_pool *p)
         }
         p->nfini += k;
         if (p->fini) {
-            const pk_pool *outer = pk_pool__tl_fini;
-            pk_pool__tl_fini = p;
+            pk_pool__fini_frame f;
+            f.p = p;
+            f.up = pk_pool__tl_fini;
+            pk_pool__tl_fini = &f;
             pthread_mutex_unlock(&p->mu);
             for (i = 0; i < k; i++) p->fini(v[i].obj, p->user);
             pthread_mutex_lock(&p->mu);
-            pk_pool__tl_fini = outer;
+            pk_pool__tl_fini = f.up;
         }
         for (i = 0; i < k; i++) pk_pool__slot_to_raw(p, v[i].obj);
         p->nfini -= k;
@@ -1219,6 +1236,7 @@ PK_POOL_DEF int pk_pool_create(pk_pool **out, const pk_pool_config *cfg)
            or every burst goes to the depot under the mutex */
         size_t cap = PK_POOL_CACHE, byte_cap = ((size_t)256 << 10) / stride;
         if (cap > byte_cap) cap = byte_cap < 4 ? 4 : byte_cap;
+        if (cap > PK_POOL_CACHE) cap = PK_POOL_CACHE; /* never above it: batches are sized by it */
         if (p->max && cap > p->max / 8) cap = p->max / 8;
         while (cap & (cap - 1)) cap &= cap - 1; /* a power of two */
         p->cache_cap = cap < 4 ? 0 : cap;
@@ -1316,7 +1334,7 @@ PK_POOL_DEF void pk_pool_destroy(pk_pool *p)
    slots, or other threads' caches. Returns the caller's object or NULL. */
 PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__cache *c)
 {
-    pk_pool__pair got[PK_POOL_CACHE / 2 + 1];
+    pk_pool__pair got[PK_POOL__BATCH_MAX];
     void *obj = NULL;
     int tries = 0;
     pthread_mutex_lock(&p->mu);
@@ -1350,7 +1368,7 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
                reserved against max), objects a trim is finalising (their slots turn free when fini
                returns), a release between its state flip and the ring or the depot (perhaps
                waiting for this very mutex). Let them land before answering NULL. */
-            if (rc == -EAGAIN && (p->adding || (p->nfini && pk_pool__tl_fini != p) || tries++ < 4)) {
+            if (rc == -EAGAIN && (p->adding || (p->nfini && !pk_pool__in_fini(p)) || tries++ < 4)) {
                 pthread_mutex_unlock(&p->mu);
                 sched_yield();
                 pthread_mutex_lock(&p->mu);
@@ -1360,7 +1378,7 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
             break;
         }
         if (p->init) {
-            void *bad[PK_POOL_CACHE / 2 + 1];
+            void *bad[PK_POOL__BATCH_MAX];
             size_t nbad = 0;
             pthread_mutex_unlock(&p->mu);
             for (i = 0; i < n; i++) {
@@ -1443,12 +1461,21 @@ PK_POOL__FN PK_POOL__NOINLINE int pk_pool__release_slow(pk_pool *p, void *obj)
     if (!p || !obj) return -EINVAL;
     c = pk_pool__cache_find(p);
     x.obj = obj;
+#ifdef PK_POOL_STRICT_RELEASE
+    /* lookup and flip under mu: freeing a chunk and reusing its record take mu, so the state byte
+       found is still this object's when it is flipped (without mu, a racing release of the same
+       object, a trim and a new chunk could retarget it: both releases said 0) */
+    pthread_mutex_lock(&p->mu);
+    x.st = pk_pool__lookup(p, (uintptr_t)obj, c, &v);
+    if (!x.st || v != PK_POOL__LENT ||
+        !__atomic_compare_exchange_n(x.st, &v, (unsigned char)PK_POOL__IDLE, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        pthread_mutex_unlock(&p->mu);
+        return -EINVAL;
+    }
+    pthread_mutex_unlock(&p->mu);
+#else
     x.st = pk_pool__lookup(p, (uintptr_t)obj, c, &v);
     if (!x.st || v != PK_POOL__LENT) return -EINVAL;
-#ifdef PK_POOL_STRICT_RELEASE
-    if (!__atomic_compare_exchange_n(x.st, &v, (unsigned char)PK_POOL__IDLE, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        return -EINVAL;
-#else
     PK_POOL__ST(*x.st, (unsigned char)PK_POOL__IDLE);
 #endif
     if (p->reset) p->reset(obj, p->user);

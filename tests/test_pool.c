@@ -764,6 +764,74 @@ static void test_pool_trim_fini_races(void)
     pk_pool_destroy(slowfini_pool);
 }
 
+/* Callbacks may call pools, nested: P's fini (run by a trim) releases to Q, whose trim runs Q's fini,
+   which acquires from P at its max. That acquire must answer NULL, not wait for the object this
+   very thread is finalising for P: the thread used to record only the innermost trim's pool (Q)
+   and spin forever. Run on a thread so that a hang is a failed check. */
+static pk_pool *nest_p, *nest_q;
+static void *nest_q_obj;
+static int nest_done, nest_inner_null;
+static void nest_fini_p(void *o, void *u)
+{
+    (void)o;
+    (void)u;
+    if (nest_q_obj) {
+        void *x = nest_q_obj;
+        nest_q_obj = NULL;
+        PK_CHECK_EQ(pk_pool_release(nest_q, x), 0); /* trims Q: Q's fini runs inside this one */
+    }
+}
+static void nest_fini_q(void *o, void *u)
+{
+    void *a, *b;
+    (void)o;
+    (void)u;
+    a = pk_pool_acquire(nest_p); /* P's other object: free */
+    b = pk_pool_acquire(nest_p); /* P at max, its last object being finalised by this thread */
+    nest_inner_null = a != NULL && b == NULL;
+    if (a) PK_CHECK_EQ(pk_pool_release(nest_p, a), 0);
+    if (b) PK_CHECK_EQ(pk_pool_release(nest_p, b), 0);
+}
+static void *nest_run(void *v)
+{
+    pk_pool_config c;
+    void *a, *b, *q1;
+    (void)v;
+    memset(&c, 0, sizeof c);
+    c.size = 32;
+    c.max = 2; /* no per-thread cache (max / 8 < 4): every release goes to the depot */
+    c.max_idle = 1;
+    c.fini = nest_fini_p;
+    PK_CHECK_EQ(pk_pool_create(&nest_p, &c), 0);
+    c.fini = nest_fini_q;
+    PK_CHECK_EQ(pk_pool_create(&nest_q, &c), 0);
+    q1 = pk_pool_acquire(nest_q);
+    nest_q_obj = pk_pool_acquire(nest_q);
+    PK_CHECK_EQ(pk_pool_release(nest_q, q1), 0);
+    a = pk_pool_acquire(nest_p);
+    b = pk_pool_acquire(nest_p);
+    PK_CHECK_EQ(pk_pool_release(nest_p, a), 0);
+    PK_CHECK_EQ(pk_pool_release(nest_p, b), 0); /* P's depot over max_idle: trim, fini P, ... */
+    __atomic_store_n(&nest_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static void test_pool_nested_fini_across_pools(void)
+{
+    pthread_t t;
+    uint64_t t0 = pk_test_now_ns();
+    int done;
+    nest_done = nest_inner_null = 0;
+    pthread_create(&t, NULL, nest_run, NULL);
+    while (!(done = __atomic_load_n(&nest_done, __ATOMIC_SEQ_CST)) && pk_test_now_ns() - t0 < 10000000000ull)
+        pk_test_sleep_ns(1000000);
+    PK_CHECK_MSG(done, "nested fini across two pools: still spinning after 10 s");
+    if (!done) return; /* the thread spins in acquire: leave it and its pools */
+    pthread_join(t, NULL);
+    PK_CHECK_EQ(nest_inner_null, 1);
+    pk_pool_destroy(nest_q); /* first: its fini still uses P */
+    pk_pool_destroy(nest_p);
+}
+
 static void test_pool_alloc_failures(void)
 {
     long n = pk_test_alloc_sweep("object pool", pool_scenario, NULL);
@@ -2118,6 +2186,7 @@ int main(void)
     PK_TEST(test_pool_thread_exit);
     PK_TEST(test_pool_destroy_with_foreign_caches);
     PK_TEST(test_pool_trim_fini_races);
+    PK_TEST(test_pool_nested_fini_across_pools);
     PK_TEST(test_pool_alloc_failures);
     PK_TEST(test_respool_bad_input);
     PK_TEST(test_respool_min_and_create_failure);
