@@ -104,7 +104,10 @@
      void *pk_pool_acquire(pk_pool *p);
              an object, or NULL when max objects really are in use (idle objects cached by other
              threads are reclaimed first; counted in `exhausted`), when memory is out, or when init
-             failed for the new object. HOT.
+             failed for the new object. Objects that another thread's trim is finalising count as
+             free for up to 1 s (acquire waits for their fini), then as in use; a thread that is
+             itself inside a fini never waits (two fini callbacks acquiring from each other's
+             pools would wait for each other). HOT.
      int   pk_pool_release(pk_pool *p, void *obj);
              0; -EINVAL for NULL, a pointer the pool never gave out, an interior pointer, or an
              object that is not lent right now (double release). reset runs on success only. HOT.
@@ -543,20 +546,25 @@ static inline void pk_pool__memo_clear(void)
 }
 static PK_POOL__TLS pk_pool__cache *pk_pool__tl_list;
 static PK_POOL__TLS int pk_pool__tl_keyed;
-/* The pools whose fini this thread is running for trim, innermost first (a fini may release to
-   another pool, whose trim runs its fini...): an acquire from any of them must not wait for the
-   objects being finalised (they include the one an outer fini holds: it would wait for itself). */
-typedef struct pk_pool__fini_frame {
-    const pk_pool *p;
-    const struct pk_pool__fini_frame *up;
-} pk_pool__fini_frame;
-static PK_POOL__TLS const pk_pool__fini_frame *pk_pool__tl_fini;
-static int pk_pool__in_fini(const pk_pool *p)
+/* How many fini calls for trims this thread is inside (a fini may release to another pool, whose
+   trim runs its fini...). Such a thread's acquire at max never waits for objects being finalised:
+   they may include one its own outer fini holds, or one whose fini (on another thread) is waiting
+   for this thread's. */
+static PK_POOL__TLS int pk_pool__tl_fini;
+
+/* Whether an acquire at max should yield and retry for objects another thread's trim is
+   finalising (their slots turn free when fini returns): for up to 1 s from the first wait (*t0),
+   so that a fini that blocks (on a lock the caller holds, say) cannot hang it; never from inside
+   a fini. */
+static int pk_pool__wait_fini(const pk_pool *p, uint64_t *t0)
 {
-    const pk_pool__fini_frame *f;
-    for (f = pk_pool__tl_fini; f; f = f->up)
-        if (f->p == p) return 1;
-    return 0;
+    struct timespec ts;
+    uint64_t now;
+    if (!p->nfini || pk_pool__tl_fini) return 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (!*t0) *t0 = now;
+    return now - *t0 < 1000000000u;
 }
 static uint64_t pk_pool__gens;
 static pthread_once_t pk_pool__once = PTHREAD_ONCE_INIT;
@@ -1107,14 +1115,11 @@ PK_POOL__FN void pk_pool__trim(pk_pool *p)
         }
         p->nfini += k;
         if (p->fini) {
-            pk_pool__fini_frame f;
-            f.p = p;
-            f.up = pk_pool__tl_fini;
-            pk_pool__tl_fini = &f;
+            pk_pool__tl_fini++;
             pthread_mutex_unlock(&p->mu);
             for (i = 0; i < k; i++) p->fini(v[i].obj, p->user);
             pthread_mutex_lock(&p->mu);
-            pk_pool__tl_fini = f.up;
+            pk_pool__tl_fini--;
         }
         for (i = 0; i < k; i++) pk_pool__slot_to_raw(p, v[i].obj);
         p->nfini -= k;
@@ -1337,6 +1342,7 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
     pk_pool__pair got[PK_POOL__BATCH_MAX];
     void *obj = NULL;
     int tries = 0;
+    uint64_t fini_t0 = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         size_t want, n = 0, ok = 0, i;
@@ -1368,7 +1374,7 @@ PK_POOL__FN PK_POOL__NOINLINE void *pk_pool__acquire_slow(pk_pool *p, pk_pool__c
                reserved against max), objects a trim is finalising (their slots turn free when fini
                returns), a release between its state flip and the ring or the depot (perhaps
                waiting for this very mutex). Let them land before answering NULL. */
-            if (rc == -EAGAIN && (p->adding || (p->nfini && !pk_pool__in_fini(p)) || tries++ < 4)) {
+            if (rc == -EAGAIN && (p->adding || pk_pool__wait_fini(p, &fini_t0) || tries++ < 4)) {
                 pthread_mutex_unlock(&p->mu);
                 sched_yield();
                 pthread_mutex_lock(&p->mu);

@@ -832,6 +832,164 @@ static void test_pool_nested_fini_across_pools(void)
     pk_pool_destroy(nest_p);
 }
 
+/* An acquire at max waits for objects being finalised by another thread's trim, but (A) not from
+   inside a fini: two threads whose fini callbacks acquire from each other's pools, each at max with
+   one object in the other's fini, used to wait for each other forever; and (B) not forever: a
+   fini blocked on a lock the acquirer holds hung both. Scenarios run on threads so that a hang is
+   a failed check. */
+static pk_pool *cross_p, *cross_q;
+static pthread_barrier_t cross_b1, cross_b2;
+static void *cross_got[2];
+static int cross_staged[2], cross_done;
+static void cross_fini(int which)
+{
+    if (__atomic_fetch_add(&cross_staged[which], 1, __ATOMIC_SEQ_CST)) return; /* the trim's fini only */
+    pthread_barrier_wait(&cross_b1); /* both fini running */
+    pthread_barrier_wait(&cross_b2); /* the last idle object of each pool taken */
+    cross_got[which] = pk_pool_acquire(which ? cross_p : cross_q);
+    if (cross_got[which]) PK_CHECK_EQ(pk_pool_release(which ? cross_p : cross_q, cross_got[which]), 0);
+}
+static void cross_fini_p(void *o, void *u)
+{
+    (void)o;
+    (void)u;
+    cross_fini(0);
+}
+static void cross_fini_q(void *o, void *u)
+{
+    (void)o;
+    (void)u;
+    cross_fini(1);
+}
+static void *cross_release(void *v)
+{
+    void **a = (void **)v;
+    PK_CHECK_EQ(pk_pool_release((pk_pool *)a[0], a[1]), 0); /* over max_idle: trim, fini */
+    return NULL;
+}
+static void *cross_run(void *v)
+{
+    pk_pool_config c;
+    void *p1, *p2, *q1, *q2, *ax[2], *ay[2];
+    pthread_t x, y;
+    (void)v;
+    memset(&c, 0, sizeof c);
+    c.size = 64;
+    c.max = 2; /* no thread caches */
+    c.max_idle = 1;
+    c.fini = cross_fini_p;
+    PK_CHECK_EQ(pk_pool_create(&cross_p, &c), 0);
+    c.fini = cross_fini_q;
+    PK_CHECK_EQ(pk_pool_create(&cross_q, &c), 0);
+    pthread_barrier_init(&cross_b1, NULL, 3);
+    pthread_barrier_init(&cross_b2, NULL, 3);
+    p1 = pk_pool_acquire(cross_p);
+    p2 = pk_pool_acquire(cross_p);
+    q1 = pk_pool_acquire(cross_q);
+    q2 = pk_pool_acquire(cross_q);
+    PK_CHECK_EQ(pk_pool_release(cross_p, p2), 0);
+    PK_CHECK_EQ(pk_pool_release(cross_q, q2), 0);
+    ax[0] = cross_p;
+    ax[1] = p1;
+    ay[0] = cross_q;
+    ay[1] = q1;
+    pthread_create(&x, NULL, cross_release, ax);
+    pthread_create(&y, NULL, cross_release, ay);
+    pthread_barrier_wait(&cross_b1);
+    p2 = pk_pool_acquire(cross_p);
+    q2 = pk_pool_acquire(cross_q);
+    PK_CHECK(p2 != NULL && q2 != NULL);
+    pthread_barrier_wait(&cross_b2);
+    pthread_join(x, NULL);
+    pthread_join(y, NULL);
+    PK_CHECK_EQ(pk_pool_release(cross_p, p2), 0);
+    PK_CHECK_EQ(pk_pool_release(cross_q, q2), 0);
+    __atomic_store_n(&cross_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static pthread_mutex_t block_lock = PTHREAD_MUTEX_INITIALIZER;
+static pk_pool *block_p;
+static int block_in_fini, block_done;
+static void *block_second;
+static uint64_t block_ns;
+static void block_fini(void *o, void *u)
+{
+    (void)o;
+    (void)u;
+    __atomic_store_n(&block_in_fini, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&block_lock); /* held by the acquirer below */
+    pthread_mutex_unlock(&block_lock);
+}
+static void *block_release(void *x)
+{
+    PK_CHECK_EQ(pk_pool_release(block_p, x), 0); /* over max_idle: trim, fini waits for the lock */
+    return NULL;
+}
+static void *block_run(void *v)
+{
+    pk_pool_config c;
+    void *x, *y;
+    pthread_t t;
+    uint64_t t0;
+    (void)v;
+    memset(&c, 0, sizeof c);
+    c.size = 64;
+    c.max = 2;
+    c.max_idle = 1;
+    c.fini = block_fini;
+    PK_CHECK_EQ(pk_pool_create(&block_p, &c), 0);
+    x = pk_pool_acquire(block_p);
+    y = pk_pool_acquire(block_p);
+    PK_CHECK_EQ(pk_pool_release(block_p, y), 0);
+    pthread_mutex_lock(&block_lock);
+    pthread_create(&t, NULL, block_release, x);
+    while (!__atomic_load_n(&block_in_fini, __ATOMIC_SEQ_CST)) pk_test_sleep_ns(1000000);
+    y = pk_pool_acquire(block_p); /* the idle one */
+    PK_CHECK(y != NULL);
+    t0 = pk_test_now_ns();
+    block_second = pk_pool_acquire(block_p); /* 1 lent, 1 in a fini that waits for us: NULL */
+    block_ns = pk_test_now_ns() - t0;
+    pthread_mutex_unlock(&block_lock);
+    pthread_join(t, NULL);
+    if (y) PK_CHECK_EQ(pk_pool_release(block_p, y), 0);
+    __atomic_store_n(&block_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static int wait_flag(int *flag, uint64_t ns)
+{
+    uint64_t t0 = pk_test_now_ns();
+    while (!__atomic_load_n(flag, __ATOMIC_SEQ_CST))
+        if (pk_test_now_ns() - t0 > ns) return 0;
+        else pk_test_sleep_ns(1000000);
+    return 1;
+}
+static void test_pool_fini_waits_are_bounded(void)
+{
+    pthread_t t;
+    cross_done = block_done = block_in_fini = 0;
+    cross_staged[0] = cross_staged[1] = 0;
+    pthread_create(&t, NULL, cross_run, NULL);
+    if (!wait_flag(&cross_done, 10000000000ull)) {
+        PK_CHECK_MSG(0, "two fini callbacks acquiring from each other's pools: still waiting after 10 s");
+        return; /* stuck threads: leave their pools alone */
+    }
+    pthread_join(t, NULL);
+    pk_pool_destroy(cross_p);
+    pk_pool_destroy(cross_q);
+    pthread_barrier_destroy(&cross_b1);
+    pthread_barrier_destroy(&cross_b2);
+    pthread_create(&t, NULL, block_run, NULL);
+    if (!wait_flag(&block_done, 10000000000ull)) {
+        PK_CHECK_MSG(0, "acquire waiting for a fini that waits for the acquirer: still waiting after 10 s");
+        return;
+    }
+    pthread_join(t, NULL);
+    PK_CHECK(block_second == NULL);
+    PK_CHECK_MSG(block_ns >= 900000000u && block_ns < 5000000000ull, "gave up after %llu ns (1 s expected)",
+                 (unsigned long long)block_ns);
+    pk_pool_destroy(block_p);
+}
+
 static void test_pool_alloc_failures(void)
 {
     long n = pk_test_alloc_sweep("object pool", pool_scenario, NULL);
@@ -2187,6 +2345,7 @@ int main(void)
     PK_TEST(test_pool_destroy_with_foreign_caches);
     PK_TEST(test_pool_trim_fini_races);
     PK_TEST(test_pool_nested_fini_across_pools);
+    PK_TEST(test_pool_fini_waits_are_bounded);
     PK_TEST(test_pool_alloc_failures);
     PK_TEST(test_respool_bad_input);
     PK_TEST(test_respool_min_and_create_failure);
