@@ -552,17 +552,22 @@ static PK_POOL__TLS int pk_pool__tl_keyed;
    for this thread's. */
 static PK_POOL__TLS int pk_pool__tl_fini;
 
+PK_POOL__FN uint64_t pk_pool__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Whether an acquire at max should yield and retry for objects another thread's trim is
    finalising (their slots turn free when fini returns): for up to 1 s from the first wait (*t0),
    so that a fini that blocks (on a lock the caller holds, say) cannot hang it; never from inside
    a fini. */
 static int pk_pool__wait_fini(const pk_pool *p, uint64_t *t0)
 {
-    struct timespec ts;
     uint64_t now;
     if (!p->nfini || pk_pool__tl_fini) return 0;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    now = pk_pool__mono_ns();
     if (!*t0) *t0 = now;
     return now - *t0 < 1000000000u;
 }
@@ -1662,12 +1667,6 @@ static inline void pk_pool__set_st(pk_pool__item *it, int st)
     __atomic_store_n(&it->tag, (t & ~(uint64_t)7) | (uint64_t)st, __ATOMIC_RELEASE);
 }
 
-PK_POOL__FN uint64_t pk_pool__mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 PK_POOL__FN uint64_t pk_pool__rp_now(pk_respool *p)
 {
     return p->cfg.clock_ns ? p->cfg.clock_ns(p->cfg.user) : pk_pool__mono_ns();
