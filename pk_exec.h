@@ -212,7 +212,7 @@ int main(void)
    PLACEMENT (Linux) ------------------------------------------------------------------------------------
    A map that wakes sleeping workers, with fewer participants than those workers have CPUs, first
    narrows their CPU masks to their own masks minus the caller's CPU; each woken worker restores
-   its own mask as soon as it runs. Why: on a VM the kernel often queued the woken helper on its
+   its own mask once it finds no map left to help. Why: on a VM the kernel often queued the woken helper on its
    caller's busy CPU, where it waited for the caller's time slice (1.4-4.6 ms) before the map got
    its second CPU; measured on a 22 ms CPU-bound map after an idle pause, 1.01-1.20x OpenMP without
    this and 0.99-1.02x with it. Cost: about 1 us per woken worker on each side (two syscalls), and
@@ -502,7 +502,8 @@ typedef struct pk_exec__sleeper {
     struct pk_exec__sleeper *prev, *next;
     long tid;     /* the worker's thread id */
     int nmask;    /* bytes of `mask` the kernel filled; 0 = unknown (no steering) */
-    int steered;  /* (mu) a map caller narrowed the worker's CPU mask: it restores `mask` on waking */
+    int steered;  /* a map caller narrowed the worker's CPU mask ((mu) while asleep): the worker
+                     restores `mask` once it finds no map left to help */
     unsigned long mask[PK_EXEC__MASK_WORDS]; /* the worker's CPU mask when it went to sleep */
 } pk_exec__sleeper;
 
@@ -860,7 +861,7 @@ static int pk_exec__maps_want_help(pk_exec *e)
 /* PLACEMENT (see the top comment): narrows the CPU masks of the `want` oldest sleepers, the ones
    work_cv wakes first (futex waiters are woken in arrival order), to their own masks minus the
    calling CPU, unless that leaves them nothing or the map has more participants than they have
-   CPUs. Each restores its own mask as soon as it runs. With mu held. */
+   CPUs. Each restores its own mask once it finds no map left to help. With mu held. */
 static void pk_exec__steer_locked(pk_exec *e, unsigned want)
 {
 #ifdef PK_EXEC__STEER
@@ -1080,6 +1081,12 @@ static void *pk_exec__worker(void *arg)
             continue;
         }
         helped = 0;
+#ifdef PK_EXEC__STEER
+        if (me.steered) { /* woken steered for a map, and no map left to help: its own mask back */
+            (void)syscall(SYS_sched_setaffinity, 0, (size_t)me.nmask, me.mask);
+            me.steered = 0;
+        }
+#endif
         if (PK_EXEC__LDR(&e->queued) || PK_EXEC__LDR(&e->stopping)) {
             int stop = 0, worked = 0;
             pthread_mutex_lock(&e->mu);
@@ -1140,9 +1147,6 @@ static void *pk_exec__worker(void *arg)
         pthread_mutex_unlock(&e->mu);
 #ifdef PK_EXEC__TEST_WOKEN
         PK_EXEC__TEST_WOKEN(me.steered); /* private: tests read the mask the worker woke with */
-#endif
-#ifdef PK_EXEC__STEER
-        if (me.steered) (void)syscall(SYS_sched_setaffinity, 0, (size_t)me.nmask, me.mask);
 #endif
         idle_since = 0; /* woken for work: a fresh spin budget */
     }

@@ -1,6 +1,7 @@
 /* test_exec_steer.c — pk_exec.h's placement of woken helpers (Linux): a map that wakes a sleeping
    worker narrows that worker's CPU mask to its own minus the caller's CPU, so the kernel cannot
-   queue it behind its caller, and the worker restores its own mask as soon as it runs. A private
+   queue it behind its caller, and the worker restores its own mask once no map is left to help,
+   before it runs a task or sleeps. A private
    hook (PK_EXEC__TEST_WOKEN) reports the mask each worker woke with, before it restores it.
    Needs a process allowed on 2 CPUs or more; with fewer it says so and checks only that maps work. */
 #ifndef _GNU_SOURCE
@@ -71,11 +72,13 @@ static int map_meeting(pk_exec *e, int items)
 }
 
 /* One helper for a CPU-bound map on 2+ CPUs: it wakes steered off the caller's CPU (the caller is
-   pinned to one CPU so that "the caller's CPU" is well defined), and runs its item with its own
-   mask back. */
+   pinned to one CPU so that "the caller's CPU" is well defined), stays off it for the map, and has
+   its own mask back for the task that follows. */
+static void note_mask(void *arg) { sched_getaffinity(0, sizeof(cpu_set_t), (cpu_set_t *)arg); }
+
 static void test_woken_helper_kept_off_the_callers_cpu(void)
 {
-    cpu_set_t all, one;
+    cpu_set_t all, one, later;
     pk_exec *e = NULL;
     pk_exec_config cfg;
     int round, cpu, k, steered = 0;
@@ -100,10 +103,18 @@ static void test_woken_helper_kept_off_the_callers_cpu(void)
             PK_CHECK_MSG(!CPU_ISSET(cpu, &woke[k].mask), "round %d: woke with the caller's CPU %d allowed", round, cpu);
             PK_CHECK_EQ(CPU_COUNT(&woke[k].mask), CPU_COUNT(&all) - 1);
         }
-        /* the worker's item ran with its own mask back */
+        /* the worker's item ran still kept off the caller's CPU */
         for (k = 0; k < 2; k++)
-            if (run.worker[k]) PK_CHECK(CPU_EQUAL(&run.mask[k], &all));
+            if (run.worker[k]) {
+                PK_CHECK(!CPU_ISSET(cpu, &run.mask[k]));
+                PK_CHECK_EQ(CPU_COUNT(&run.mask[k]), CPU_COUNT(&all) - 1);
+            }
         PK_CHECK(run.worker[0] || run.worker[1]);
+        /* then a task (the worker has nothing else to run it on) sees the worker's own mask */
+        CPU_ZERO(&later);
+        PK_CHECK_EQ(pk_exec_submit(e, note_mask, &later), 0);
+        pk_exec_wait_idle(e);
+        PK_CHECK(CPU_EQUAL(&later, &all));
         PK_CHECK_EQ(sched_setaffinity(0, sizeof all, &all), 0);
     }
     PK_CHECK_EQ(steered, 5); /* one wake-up per round, each steered */
@@ -137,7 +148,6 @@ static void test_oversubscribed_map_not_steered(void)
 }
 
 /* Submitted tasks are not steered: their submitter does not take part. */
-static void note_mask(void *arg) { sched_getaffinity(0, sizeof(cpu_set_t), (cpu_set_t *)arg); }
 
 static void test_task_wake_not_steered(void)
 {
