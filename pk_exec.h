@@ -209,17 +209,18 @@ int main(void)
    Submitted tasks: threads = arrival rate x mean run time (pk_exec_stats: run_ns_total / completed),
    plus headroom; queue_max bounds the wait a task can see to about queue_max / threads run times.
 
-   PLACEMENT (Linux) ------------------------------------------------------------------------------------
+   PLACEMENT (Linux) ---------------------------------------------------------------------------------
    A map that wakes sleeping workers, with fewer participants than those workers have CPUs, first
-   narrows their CPU masks to their own masks minus the caller's CPU; each woken worker restores
-   its own mask once it finds no map left to help. Why: on a VM the kernel often queued the woken helper on its
-   caller's busy CPU, where it waited for the caller's time slice (1.4-4.6 ms) before the map got
-   its second CPU; measured on a 22 ms CPU-bound map after an idle pause, 1.01-1.20x OpenMP without
-   this and 0.99-1.02x with it. Cost: about 1 us per woken worker on each side (two syscalls), and
-   none when the workers are still spinning. Maps with as many participants as CPUs or more
-   (blocking work), and submitted tasks, are left alone. A worker reads its mask each time before
-   it sleeps, so a mask the program sets on it is kept, except one set while it sleeps and is
-   steered: the restore puts back the mask it read. Define PK_EXEC_NO_STEER to turn this off.
+   narrows their CPU masks to their own masks minus the caller's CPU; each woken worker restores its
+   own mask once it finds no map left to help. Why: on a VM the kernel often queued the woken
+   helper on its caller's busy CPU, where it waited for the caller's time slice (1.4-4.6 ms) before
+   the map got its second CPU. Measured on a 22 ms CPU-bound map after an idle pause: 1.00-1.20x
+   OpenMP's time (median 1.03, 25 runs) without this, 0.98-1.02x with it. Cost: a syscall of about
+   1 us per woken worker on each side, none while workers still spin. Maps with as many
+   participants as CPUs or more (blocking work), and submitted tasks, are left alone. A worker
+   reads its mask each time before it sleeps, so a mask the program sets on it is kept, except one
+   set while it sleeps and is then steered: the restore puts back the mask it read. Define
+   PK_EXEC_NO_STEER to turn this off.
 
    LICENSE: MIT or public domain, your choice; see LICENSE.
    Revision: 1.0 first release.
