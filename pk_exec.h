@@ -216,8 +216,8 @@ int main(void)
    helper on its caller's busy CPU, where it waited for the caller's time slice (1.4-4.6 ms) before
    the map got its second CPU. Measured on a 22 ms CPU-bound map after an idle pause: 1.00-1.20x
    OpenMP's time (median 1.03, 25 runs) without this, 0.98-1.02x with it. Cost: a syscall of about
-   1 us per woken worker on each side, none while workers still spin. Maps with as many
-   participants as CPUs or more (blocking work), and submitted tasks, are left alone. A worker
+   1 us per woken worker on each side, none while workers still spin. Maps with more
+   participants than CPUs (blocking work), and submitted tasks, are left alone. A worker
    reads its mask each time before it sleeps, so a mask the program sets on it is kept, except one
    set while it sleeps and is then steered: the restore puts back the mask it read. Define
    PK_EXEC_NO_STEER to turn this off.
@@ -861,21 +861,22 @@ static int pk_exec__maps_want_help(pk_exec *e)
 
 /* PLACEMENT (see the top comment): narrows the CPU masks of the `want` oldest sleepers, the ones
    work_cv wakes first (futex waiters are woken in arrival order), to their own masks minus the
-   calling CPU, unless that leaves them nothing or the map has more participants than they have
-   CPUs. Each restores its own mask once it finds no map left to help. With mu held. */
-static void pk_exec__steer_locked(pk_exec *e, unsigned want)
+   calling CPU, unless that leaves them nothing or the map's participants (the caller and `helpers`)
+   outnumber their CPUs. Each restores its own mask once it finds no map left to help. With mu
+   held. */
+static void pk_exec__steer_locked(pk_exec *e, unsigned want, unsigned helpers)
 {
 #ifdef PK_EXEC__STEER
     const unsigned bits = 8 * sizeof(unsigned long);
     pk_exec__sleeper *s;
-    unsigned cpu = 0, total = want;
+    unsigned cpu = 0;
     if (!e->sleepers || syscall(SYS_getcpu, &cpu, NULL, NULL) != 0) return;
     for (s = e->sleepers; s && want; s = s->next, want--) {
         unsigned long m[PK_EXEC__MASK_WORDS];
         unsigned w, ncpu = 0;
         if (cpu >= (unsigned)s->nmask * 8 || !(s->mask[cpu / bits] & (1ul << (cpu % bits)))) continue;
         for (w = 0; w < PK_EXEC__MASK_WORDS; w++) ncpu += (unsigned)__builtin_popcountl(s->mask[w]);
-        if (ncpu < total + 1) continue; /* as many participants as CPUs or more: nothing to keep apart */
+        if (ncpu <= helpers) continue; /* more participants than CPUs: nothing to keep apart */
         memcpy(m, s->mask, sizeof m);
         m[cpu / bits] &= ~(1ul << (cpu % bits));
         if (syscall(SYS_sched_setaffinity, s->tid, (size_t)s->nmask, m) == 0) s->steered = 1;
@@ -883,19 +884,20 @@ static void pk_exec__steer_locked(pk_exec *e, unsigned want)
 #else
     (void)e;
     (void)want;
+    (void)helpers;
 #endif
 }
 
 /* Wakes up to `want` workers beyond those already spinning (for a map: see PLACEMENT). */
 static void pk_exec__wake(pk_exec *e, unsigned want)
 {
-    unsigned sp = PK_EXEC__LD(&e->spinning), sl;
+    unsigned sp = PK_EXEC__LD(&e->spinning), sl, helpers = want;
     if (want <= sp) return;
     want -= sp;
     if (PK_EXEC__LD(&e->sleeping) == 0) return;
     pthread_mutex_lock(&e->mu);
     sl = PK_EXEC__LDR(&e->sleeping);
-    pk_exec__steer_locked(e, want < sl ? want : sl);
+    pk_exec__steer_locked(e, want < sl ? want : sl, helpers);
     if (want >= sl) pthread_cond_broadcast(&e->work_cv);
     else
         while (want--) pthread_cond_signal(&e->work_cv);

@@ -121,8 +121,8 @@ static void test_woken_helper_kept_off_the_callers_cpu(void)
     pk_exec_destroy(e);
 }
 
-/* A map with as many participants as CPUs or more (blocking work) leaves masks alone: there is no
-   CPU to keep free for the caller. */
+/* A map with more participants than CPUs (blocking work) leaves masks alone: there is no CPU to
+   keep free for the caller. */
 static void test_oversubscribed_map_not_steered(void)
 {
     cpu_set_t all;
