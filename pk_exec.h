@@ -429,8 +429,9 @@ extern long syscall(long number, ...); /* not declared under strict -std=c99 + _
 
    WAKING. `gen` counts publications (map opened, task queued). An idle worker polls gen for at most
    spin_ns (and only while fewer than `max_spinners` workers poll), then sleeps on work_cv with
-   `sleeping` raised and its pk_exec__sleeper (on its stack) at the tail of `sleepers`. A map wakes sleepers only when the spinning workers are not enough (its
-   caller runs items anyway); submit wakes one whenever one sleeps, since a spinner may go to a map
+   `sleeping` raised and its pk_exec__sleeper (on its stack) at the tail of `sleepers`. A map wakes
+   sleepers only when the spinning workers are not enough (its caller runs items anyway), steering
+   them first (PLACEMENT); submit wakes one whenever one sleeps, since a spinner may go to a map
    instead of the task. destroy bumps gen too, so spinners see `stopping` at once. */
 
 #define PK_EXEC__SLOTS 64
