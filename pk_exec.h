@@ -1426,6 +1426,7 @@ PK_EXEC_DEF int pk_exec_parallel_map(size_t n, pk_exec_fn fn, void *ctx, unsigne
     unsigned want;
     if (!fn) return -EINVAL;
     if (n == 0) return 0;
+    if ((uint64_t)n > PK_EXEC__MAX_ITEMS) return -EINVAL; /* before any pool is made or grown */
     if (!concurrency) concurrency = pk_exec__ncpu();
     want = concurrency - 1;
     if ((size_t)want > n - 1) want = (unsigned)(n - 1);
@@ -1436,7 +1437,6 @@ PK_EXEC_DEF int pk_exec_parallel_map(size_t n, pk_exec_fn fn, void *ctx, unsigne
     if (!e) {
         /* no helper wanted, or no pool could be made: run on the caller alone, same results */
         pk_exec__job j;
-        if ((uint64_t)n > PK_EXEC__MAX_ITEMS) return -EINVAL;
         pk_exec__job_init(&j, n, 0, 1);
         j.fn = fn;
         j.ctx = ctx;

@@ -3,7 +3,8 @@
      default thread count (online CPUs) is capped at the limit, not refused, while an explicit
      config.threads above it is still -EINVAL;
    - a PK_MALLOC that moves a fake clock, standing in for time passing while submit allocates a
-     task node (with the pool's lock dropped). */
+     task node (with the pool's lock dropped);
+   - a counting PK_EXEC_THREAD_CREATE, to see that a refused call made no threads. */
 #include "pk_test.h"
 
 static uint64_t fake_ns = 1000000;
@@ -22,6 +23,9 @@ static uint64_t fake_clock(void *user)
 #define PK_REALLOC(p, n) realloc(p, n)
 #define PK_FREE(p) free(p)
 #define PK_EXEC_MAX_THREADS 1
+static int threads_made;
+#define PK_EXEC_THREAD_CREATE(thr, start, arg) \
+    (__atomic_add_fetch(&threads_made, 1, __ATOMIC_SEQ_CST), pthread_create(thr, NULL, start, arg))
 #define PK_EXEC_IMPLEMENTATION
 #include "../pk_exec.h"
 
@@ -124,10 +128,25 @@ static void test_full_queue_judges_expiry_after_malloc(void)
     pk_exec_destroy(e);
 }
 
+/* A map too large for pk (n above 2^51) is refused before the shared pool is made or grown. */
+static void test_parallel_map_too_large_makes_no_threads(void)
+{
+    int before = __atomic_load_n(&threads_made, __ATOMIC_SEQ_CST);
+    if (sizeof(size_t) < 8) {
+        PK_CHECK(1);
+        return;
+    }
+    PK_CHECK_EQ(pk_exec_parallel_map((size_t)1 << 52, twice, NULL, 4, NULL), -EINVAL);
+    PK_CHECK_EQ(__atomic_load_n(&threads_made, __ATOMIC_SEQ_CST), before);
+    PK_CHECK_EQ(pk_exec_parallel_map(SIZE_MAX, twice, NULL, 0, NULL), -EINVAL);
+    PK_CHECK_EQ(__atomic_load_n(&threads_made, __ATOMIC_SEQ_CST), before);
+}
+
 int main(void)
 {
     pk_test_main_begin("test_exec_limits");
     PK_TEST(test_default_threads_capped);
     PK_TEST(test_full_queue_judges_expiry_after_malloc);
+    PK_TEST(test_parallel_map_too_large_makes_no_threads);
     return pk_test_main_end();
 }
