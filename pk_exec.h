@@ -210,17 +210,18 @@ int main(void)
    plus headroom; queue_max bounds the wait a task can see to about queue_max / threads run times.
 
    PLACEMENT (Linux) ---------------------------------------------------------------------------------
-   A map that wakes sleeping workers, with fewer participants than those workers have CPUs, first
-   narrows their CPU masks to their own masks minus the caller's CPU; each woken worker restores its
-   own mask once it finds no map left to help. Why: on a VM the kernel often queued the woken
-   helper on its caller's busy CPU, where it waited for the caller's time slice (1.4-4.6 ms) before
-   the map got its second CPU. Measured on a 22 ms CPU-bound map after an idle pause: 1.00-1.20x
-   OpenMP's time (median 1.03, 25 runs) without this, 0.98-1.02x with it. Cost: a syscall of about
-   1 us per woken worker on each side, none while workers still spin. Maps with more
-   participants than CPUs (blocking work), and submitted tasks, are left alone. A worker
-   reads its mask each time before it sleeps, so a mask the program sets on it is kept, except one
-   set while it sleeps and is then steered: the restore puts back the mask it read. Define
-   PK_EXEC_NO_STEER to turn this off.
+   A map that wakes sleeping workers, with no more participants than those workers have CPUs,
+   first narrows their CPU masks to their own masks minus the caller's CPU, so that the kernel
+   places each woken worker elsewhere; each restores its own mask as soon as it wakes, before it
+   runs anything (threads made by items inherit the full mask). Why: on a VM the kernel often
+   queued the woken helper on its caller's busy CPU, where it waited for the caller's time slice
+   (1.4-4.6 ms) before the map got its second CPU. Measured on a 22 ms CPU-bound map after an idle
+   pause: 1.00-1.20x OpenMP's time (median 1.03, 25 runs) without this, 0.98-1.02x with it. Cost:
+   a syscall of about 1 us per woken worker on each side, none while workers still spin. Maps with
+   more participants than CPUs (blocking work), submitted tasks and maps in a fork()ed child are
+   left alone. A worker reads its mask each time before it sleeps, so a mask the program or an item
+   sets on it is kept, except one set on it while it sleeps and is then steered: the restore puts
+   back the mask it read. Define PK_EXEC_NO_STEER to turn this off.
 
    LICENSE: MIT or public domain, your choice; see LICENSE.
    Revision: 1.0 first release.
@@ -504,8 +505,8 @@ typedef struct pk_exec__sleeper {
     struct pk_exec__sleeper *prev, *next;
     long tid;     /* the worker's thread id */
     int nmask;    /* bytes of `mask` the kernel filled; 0 = unknown (no steering) */
-    int steered;  /* a map caller narrowed the worker's CPU mask ((mu) while asleep): the worker
-                     restores `mask` once it finds no map left to help */
+    int steered;  /* (mu) a map caller narrowed the worker's CPU mask: the worker restores `mask`
+                     as soon as it wakes */
     unsigned long mask[PK_EXEC__MASK_WORDS]; /* the worker's CPU mask when it went to sleep */
 } pk_exec__sleeper;
 
@@ -537,6 +538,8 @@ struct pk_exec {
     size_t with_deadline;   /* (mu) queued tasks with a deadline */
     uint64_t earliest_deadline; /* (mu) lower bound of their deadlines */
 
+    long pid;               /* the process that made the pool: a fork()ed child's copy must not
+                               steer, its sleepers' tids are the parent's threads */
     unsigned sleeping;      /* atomic: workers in cond_wait on work_cv (changed under mu) */
     pk_exec__sleeper *sleepers, *sleepers_tail; /* (mu) those workers, oldest first */
     unsigned spinning;      /* atomic: workers polling gen */
@@ -863,15 +866,14 @@ static int pk_exec__maps_want_help(pk_exec *e)
 /* PLACEMENT (see the top comment): narrows the CPU masks of the `want` oldest sleepers, the ones
    work_cv wakes first (futex waiters are woken in arrival order), to their own masks minus the
    calling CPU, unless that leaves them nothing or the map's participants (the caller and `helpers`)
-   outnumber their CPUs. Each restores its own mask once it finds no map left to help. With mu
-   held. */
+   outnumber their CPUs. Each restores its own mask as soon as it wakes. With mu held. */
 static void pk_exec__steer_locked(pk_exec *e, unsigned want, unsigned helpers)
 {
 #ifdef PK_EXEC__STEER
     const unsigned bits = 8 * sizeof(unsigned long);
     pk_exec__sleeper *s;
     unsigned cpu = 0;
-    if (!e->sleepers || syscall(SYS_getcpu, &cpu, NULL, NULL) != 0) return;
+    if (!e->sleepers || (long)getpid() != e->pid || syscall(SYS_getcpu, &cpu, NULL, NULL) != 0) return;
     for (s = e->sleepers; s && want; s = s->next, want--) {
         unsigned long m[PK_EXEC__MASK_WORDS];
         unsigned w, ncpu = 0;
@@ -1085,12 +1087,6 @@ static void *pk_exec__worker(void *arg)
             continue;
         }
         helped = 0;
-#ifdef PK_EXEC__STEER
-        if (me.steered) { /* woken steered for a map, and no map left to help: its own mask back */
-            (void)syscall(SYS_sched_setaffinity, 0, (size_t)me.nmask, me.mask);
-            me.steered = 0;
-        }
-#endif
         if (PK_EXEC__LDR(&e->queued) || PK_EXEC__LDR(&e->stopping)) {
             int stop = 0, worked = 0;
             pthread_mutex_lock(&e->mu);
@@ -1141,7 +1137,8 @@ static void *pk_exec__worker(void *arg)
         if (me.prev) me.prev->next = &me;
         else e->sleepers = &me;
         e->sleepers_tail = &me;
-        while (!pk_exec__drained(e) && !e->queued && !pk_exec__maps_want_help(e))
+        /* woken steered: out even if the map is over, so that the mask is restored below */
+        while (!me.steered && !pk_exec__drained(e) && !e->queued && !pk_exec__maps_want_help(e))
             pthread_cond_wait(&e->work_cv, &e->mu);
         if (me.prev) me.prev->next = me.next;
         else e->sleepers = me.next;
@@ -1151,6 +1148,14 @@ static void *pk_exec__worker(void *arg)
         pthread_mutex_unlock(&e->mu);
 #ifdef PK_EXEC__TEST_WOKEN
         PK_EXEC__TEST_WOKEN(me.steered); /* private: tests read the mask the worker woke with */
+#endif
+#ifdef PK_EXEC__STEER
+        /* The kernel placed it at the wake-up; widening the mask now does not move it. At once, not
+           after the map: its items may make threads (which inherit the mask) or set a mask. */
+        if (me.steered) {
+            (void)syscall(SYS_sched_setaffinity, 0, (size_t)me.nmask, me.mask);
+            me.steered = 0;
+        }
 #endif
         idle_since = 0; /* woken for work: a fresh spin budget */
     }
@@ -1244,6 +1249,7 @@ static int pk_exec__create(pk_exec **out, const pk_exec_config *cfg, unsigned ca
     e->clock_ns = cfg ? cfg->clock_ns : NULL;
     e->clock_user = cfg ? cfg->user : NULL;
     e->max_spinners = pk_exec__ncpu();
+    e->pid = (long)getpid();
     e->earliest_deadline = UINT64_MAX;
     pthread_mutex_lock(&e->mu);
     rc = pk_exec__add_threads_locked(e, threads);

@@ -1,31 +1,46 @@
 /* test_exec_steer.c — pk_exec.h's placement of woken helpers (Linux): a map that wakes a sleeping
    worker narrows that worker's CPU mask to its own minus the caller's CPU, so the kernel cannot
-   queue it behind its caller, and the worker restores its own mask once no map is left to help,
-   before it runs a task or sleeps. A private
+   queue it behind its caller, and the worker restores its own mask as soon as it wakes, before it
+   runs anything, even when the map is over by then. A private
    hook (PK_EXEC__TEST_WOKEN) reports the mask each worker woke with, before it restores it.
    Needs a process allowed on 2 CPUs or more; with fewer it says so and checks only that maps work. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/wait.h>
 
 #include "pk_test.h"
 
 #define MAXW 64
-static struct woken {
+struct woken {
     int steered;
     cpu_set_t mask;
-} woke[MAXW];
-static int nwoke;
+};
+static struct woken woke[MAXW], snap[MAXW]; /* snap: the tests' copy, taken by snapshot() */
+static int nwoke, nsnap;
+static pthread_mutex_t woke_mu = PTHREAD_MUTEX_INITIALIZER; /* a wake-up may be reported after
+                                                                the map that caused it is over */
 
 static void on_woken(int steered)
 {
-    int k = __atomic_fetch_add(&nwoke, 1, __ATOMIC_SEQ_CST);
-    if (k < MAXW) {
-        woke[k].steered = steered;
-        sched_getaffinity(0, sizeof woke[k].mask, &woke[k].mask);
+    pthread_mutex_lock(&woke_mu);
+    if (nwoke < MAXW) {
+        woke[nwoke].steered = steered;
+        sched_getaffinity(0, sizeof woke[nwoke].mask, &woke[nwoke].mask);
     }
+    nwoke++;
+    pthread_mutex_unlock(&woke_mu);
+}
+
+static void snapshot(void)
+{
+    pthread_mutex_lock(&woke_mu);
+    nsnap = nwoke < MAXW ? nwoke : MAXW;
+    memcpy(snap, woke, sizeof snap);
+    pthread_mutex_unlock(&woke_mu);
 }
 #define PK_EXEC__TEST_WOKEN(steered) on_woken(steered)
 #define PK_EXEC_IMPLEMENTATION
@@ -52,11 +67,31 @@ static int meet(void *ctx, size_t i)
     return 0;
 }
 
+/* Threads of this process whose CPU mask is not `want` (read from /proc/self/task). */
+static int threads_not_on(const cpu_set_t *want)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int bad = 0;
+    if (!d) return -1;
+    while ((de = readdir(d)) != NULL) {
+        cpu_set_t m;
+        long tid = atol(de->d_name);
+        if (tid <= 0) continue;
+        CPU_ZERO(&m);
+        if (sched_getaffinity((pid_t)tid, sizeof m, &m) == 0 && !CPU_EQUAL(&m, want)) bad++;
+    }
+    closedir(d);
+    return bad;
+}
+
 /* Lets every worker fall asleep (spin_ns is 1 us in these pools), then forgets earlier wake-ups. */
 static void settle(void)
 {
     pk_test_sleep_ns(50000000);
-    __atomic_store_n(&nwoke, 0, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&woke_mu);
+    nwoke = 0;
+    pthread_mutex_unlock(&woke_mu);
 }
 
 static int map_meeting(pk_exec *e, int items)
@@ -72,8 +107,8 @@ static int map_meeting(pk_exec *e, int items)
 }
 
 /* One helper for a CPU-bound map on 2+ CPUs: it wakes steered off the caller's CPU (the caller is
-   pinned to one CPU so that "the caller's CPU" is well defined), stays off it for the map, and has
-   its own mask back for the task that follows. */
+   pinned to one CPU so that "the caller's CPU" is well defined) and runs its item, and the task
+   that follows, with its own mask back. */
 static void note_mask(void *arg) { sched_getaffinity(0, sizeof(cpu_set_t), (cpu_set_t *)arg); }
 
 static void test_woken_helper_kept_off_the_callers_cpu(void)
@@ -96,21 +131,18 @@ static void test_woken_helper_kept_off_the_callers_cpu(void)
         settle();
         PK_CHECK_EQ(map_meeting(e, 2), 0);
         PK_CHECK_EQ(__atomic_load_n(&run.started, __ATOMIC_SEQ_CST), 2);
-        PK_CHECK_MSG(__atomic_load_n(&nwoke, __ATOMIC_SEQ_CST) >= 1, "round %d: the worker never woke", round);
-        for (k = 0; k < nwoke && k < MAXW; k++) {
-            if (!woke[k].steered) continue;
+        PK_CHECK_MSG((snapshot(), nsnap) >= 1, "round %d: the worker never woke", round);
+        for (snapshot(), k = 0; k < nsnap; k++) {
+            if (!snap[k].steered) continue;
             steered++;
-            PK_CHECK_MSG(!CPU_ISSET(cpu, &woke[k].mask), "round %d: woke with the caller's CPU %d allowed", round, cpu);
-            PK_CHECK_EQ(CPU_COUNT(&woke[k].mask), CPU_COUNT(&all) - 1);
+            PK_CHECK_MSG(!CPU_ISSET(cpu, &snap[k].mask), "round %d: woke with the caller's CPU %d allowed", round, cpu);
+            PK_CHECK_EQ(CPU_COUNT(&snap[k].mask), CPU_COUNT(&all) - 1);
         }
-        /* the worker's item ran still kept off the caller's CPU */
+        /* the worker's item ran with its own mask back */
         for (k = 0; k < 2; k++)
-            if (run.worker[k]) {
-                PK_CHECK(!CPU_ISSET(cpu, &run.mask[k]));
-                PK_CHECK_EQ(CPU_COUNT(&run.mask[k]), CPU_COUNT(&all) - 1);
-            }
+            if (run.worker[k]) PK_CHECK(CPU_EQUAL(&run.mask[k], &all));
         PK_CHECK(run.worker[0] || run.worker[1]);
-        /* then a task (the worker has nothing else to run it on) sees the worker's own mask */
+        /* and so does a task after the map */
         CPU_ZERO(&later);
         PK_CHECK_EQ(pk_exec_submit(e, note_mask, &later), 0);
         pk_exec_wait_idle(e);
@@ -139,10 +171,10 @@ static void test_oversubscribed_map_not_steered(void)
     settle();
     PK_CHECK_EQ(map_meeting(e, items), 0);
     PK_CHECK_EQ(__atomic_load_n(&run.started, __ATOMIC_SEQ_CST), items);
-    PK_CHECK(__atomic_load_n(&nwoke, __ATOMIC_SEQ_CST) >= 1);
-    for (k = 0; k < nwoke && k < MAXW; k++) {
-        PK_CHECK_EQ(woke[k].steered, 0);
-        PK_CHECK(CPU_EQUAL(&woke[k].mask, &all));
+    PK_CHECK((snapshot(), nsnap) >= 1);
+    for (snapshot(), k = 0; k < nsnap; k++) {
+        PK_CHECK_EQ(snap[k].steered, 0);
+        PK_CHECK(CPU_EQUAL(&snap[k].mask, &all));
     }
     pk_exec_destroy(e);
 }
@@ -165,8 +197,9 @@ static void test_task_wake_not_steered(void)
     PK_CHECK_EQ(pk_exec_submit(e, note_mask, &seen), 0);
     pk_exec_wait_idle(e);
     PK_CHECK(CPU_EQUAL(&seen, &all));
-    PK_CHECK(nwoke >= 1);
-    for (k = 0; k < nwoke && k < MAXW; k++) PK_CHECK_EQ(woke[k].steered, 0);
+    snapshot();
+    PK_CHECK(nsnap >= 1);
+    for (snapshot(), k = 0; k < nsnap; k++) PK_CHECK_EQ(snap[k].steered, 0);
     pk_exec_destroy(e);
 }
 
@@ -190,15 +223,146 @@ static void test_confined_worker_keeps_its_mask(void)
     settle();
     PK_CHECK_EQ(map_meeting(e, 2), 0);
     PK_CHECK_EQ(__atomic_load_n(&run.started, __ATOMIC_SEQ_CST), 2);
-    for (k = 0; k < nwoke && k < MAXW; k++) {
-        PK_CHECK_EQ(woke[k].steered, 0);
-        PK_CHECK(CPU_EQUAL(&woke[k].mask, &one));
+    for (snapshot(), k = 0; k < nsnap; k++) {
+        PK_CHECK_EQ(snap[k].steered, 0);
+        PK_CHECK(CPU_EQUAL(&snap[k].mask, &one));
     }
     for (k = 0; k < 2; k++)
         if (run.worker[k]) PK_CHECK(CPU_EQUAL(&run.mask[k], &one));
     PK_CHECK(run.worker[0] || run.worker[1]);
     PK_CHECK_EQ(sched_setaffinity(0, sizeof all, &all), 0);
     pk_exec_destroy(e);
+}
+
+/* A map over before its woken worker gets going: the worker still restores its mask rather than
+   sleep on narrowed. */
+static int nothing(void *ctx, size_t i)
+{
+    (void)ctx;
+    (void)i;
+    return 0;
+}
+
+static void test_worker_woken_for_a_finished_map_restores(void)
+{
+    cpu_set_t all;
+    pk_exec *e = NULL;
+    pk_exec_config cfg;
+    pk_exec_map_opts o;
+    int round, steered = 0, k;
+    PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 1;
+    cfg.spin_ns = 1000;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    memset(&o, 0, sizeof o);
+    o.grain = 1;
+    for (round = 0; round < 10; round++) {
+        settle();
+        PK_CHECK_EQ(pk_exec_map(e, 2, nothing, NULL, &o), 0); /* over in microseconds */
+        pk_test_sleep_ns(50000000);
+        PK_CHECK_MSG(threads_not_on(&all) == 0, "round %d: a thread left with a narrowed mask", round);
+        for (snapshot(), k = 0; k < nsnap; k++) steered += snap[k].steered;
+    }
+    PK_CHECK(steered >= 1); /* the wake-ups were steered: the case was exercised */
+    pk_exec_destroy(e);
+}
+
+/* Threads that an item makes on a woken helper inherit the full mask, and a mask an item sets on
+   its own thread is kept. */
+static pk_exec *made;
+static int make_pool_or_pin(void *ctx, size_t i)
+{
+    int pin = *(int *)ctx;
+    meet(NULL, i);
+    if (run.worker[i]) {
+        if (pin < 0) {
+            pk_exec_config c;
+            memset(&c, 0, sizeof c);
+            c.threads = 2;
+            PK_CHECK_EQ(pk_exec_create(&made, &c), 0);
+        } else {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(pin, &one);
+            PK_CHECK_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+        }
+    }
+    return 0;
+}
+
+static void test_items_on_a_woken_helper_see_its_own_mask(void)
+{
+    cpu_set_t all, one;
+    pk_exec *e = NULL;
+    pk_exec_config cfg;
+    pk_exec_map_opts o;
+    int how, pinned = 0, k;
+    PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    while (pinned < CPU_SETSIZE - 1 && !CPU_ISSET(pinned, &all)) pinned++; /* the first allowed CPU */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 1;
+    cfg.spin_ns = 1000;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    memset(&o, 0, sizeof o);
+    o.grain = 1;
+    o.concurrency = 2;
+    /* first an item that makes a pool, then one that pins its own thread */
+    for (k = 0; k < 2; k++) {
+        settle();
+        memset(&run, 0, sizeof run);
+        run.need = 2;
+        caller = pthread_self();
+        made = NULL;
+        how = k == 0 ? -1 : pinned;
+        PK_CHECK_EQ(pk_exec_map(e, 2, make_pool_or_pin, &how, &o), 0);
+        PK_CHECK(run.worker[0] || run.worker[1]);
+        if (k == 0) {
+            PK_CHECK(made != NULL);
+            pk_test_sleep_ns(20000000);
+            PK_CHECK_EQ(threads_not_on(&all), 0); /* the new pool's threads too */
+            pk_exec_destroy(made);
+        } else {
+            pk_test_sleep_ns(50000000); /* the worker sleeps again, with the item's mask */
+            CPU_ZERO(&one);
+            CPU_SET(pinned, &one);
+            PK_CHECK_EQ(threads_not_on(&all), 1); /* the worker, still on the item's mask */
+            {
+                cpu_set_t seen;
+                CPU_ZERO(&seen);
+                PK_CHECK_EQ(pk_exec_submit(e, note_mask, &seen), 0);
+                pk_exec_wait_idle(e);
+                PK_CHECK(CPU_EQUAL(&seen, &one));
+            }
+        }
+    }
+    pk_exec_destroy(e);
+}
+
+/* A fork()ed child's map must not touch the parent's workers (their thread ids are the parent's):
+   after the child's map, the parent's sleeping worker still has its full mask. */
+static int tiny_fn(void *ctx, size_t i)
+{
+    (void)ctx;
+    (void)i;
+    return 0;
+}
+
+static void test_forked_child_does_not_steer_the_parents_workers(void)
+{
+    cpu_set_t all;
+    pid_t pid;
+    int st = 0;
+    PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    PK_CHECK_EQ(pk_exec_parallel_map(4, tiny_fn, NULL, 2, NULL), 0); /* the shared pool: 1+ workers */
+    pk_test_sleep_ns(50000000);                                     /* asleep */
+    PK_CHECK_EQ(threads_not_on(&all), 0);
+    pid = fork();
+    if (pid == 0) _exit(pk_exec_parallel_map(4, tiny_fn, NULL, 2, NULL) != 0);
+    PK_CHECK(pid > 0);
+    PK_CHECK_EQ(waitpid(pid, &st, 0), pid);
+    PK_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    PK_CHECK_EQ(threads_not_on(&all), 0);
 }
 
 int main(void)
@@ -214,5 +378,8 @@ int main(void)
     PK_TEST(test_oversubscribed_map_not_steered);
     PK_TEST(test_task_wake_not_steered);
     PK_TEST(test_confined_worker_keeps_its_mask);
+    PK_TEST(test_worker_woken_for_a_finished_map_restores);
+    PK_TEST(test_items_on_a_woken_helper_see_its_own_mask);
+    PK_TEST(test_forked_child_does_not_steer_the_parents_workers);
     return pk_test_main_end();
 }
