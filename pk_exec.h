@@ -217,11 +217,12 @@ int main(void)
    queued the woken helper on its caller's busy CPU, where it waited for the caller's time slice
    (1.4-4.6 ms) before the map got its second CPU. Measured on a 22 ms CPU-bound map after an idle
    pause: 1.00-1.20x OpenMP's time (median 1.03, 25 runs) without this, 0.98-1.02x with it. Cost:
-   a syscall of about 1 us per woken worker on each side, none while workers still spin. Maps with
-   more participants than CPUs (blocking work), submitted tasks and maps in a fork()ed child are
-   left alone. A worker reads its mask each time before it sleeps, so a mask the program or an item
-   sets on it is kept, except one set on it while it sleeps and is then steered: the restore puts
-   back the mask it read. Define PK_EXEC_NO_STEER to turn this off.
+   syscalls of about 2 us for the caller and 1 us for the worker per woken worker, none while
+   workers still spin. Maps with more participants than CPUs (blocking work), submitted tasks and
+   maps in a fork()ed child are left alone. The caller reads each worker's mask when it wakes it,
+   so masks the program or an item sets on a worker are kept; only one set on it between that
+   read and the worker's restore (microseconds) is replaced by the restore. Define PK_EXEC_NO_STEER
+   to turn this off.
 
    LICENSE: MIT or public domain, your choice; see LICENSE.
    Revision: 1.0 first release.
@@ -429,11 +430,13 @@ extern long syscall(long number, ...); /* not declared under strict -std=c99 + _
    full queue is swept for expired tasks only when one may really have expired.
 
    WAKING. `gen` counts publications (map opened, task queued). An idle worker polls gen for at most
-   spin_ns (and only while fewer than `max_spinners` workers poll), then sleeps on work_cv with
-   `sleeping` raised and its pk_exec__sleeper (on its stack) at the tail of `sleepers`. A map wakes
-   sleepers only when the spinning workers are not enough (its caller runs items anyway), steering
-   them first (PLACEMENT); submit wakes one whenever one sleeps, since a spinner may go to a map
-   instead of the task. destroy bumps gen too, so spinners see `stopping` at once. */
+   spin_ns (and only while fewer than `max_spinners` workers poll), then sleeps on its own condition
+   variable, its pk_exec__sleeper (on its stack) at the tail of `sleepers` and `sleeping` raised. A
+   waker takes sleepers off the head and signals each one's own variable, so a worker is woken once
+   and the waker knows which. A map wakes sleepers only when the spinning workers are not enough
+   (its caller runs items anyway), steering them first (PLACEMENT); submit wakes one whenever one
+   sleeps, since a spinner may go to a map instead of the task; destroy and the last task of a
+   stopping pool wake all. destroy bumps gen too, so spinners see `stopping` at once. */
 
 #define PK_EXEC__SLOTS 64
 #define PK_EXEC__MASK_WORDS 16 /* CPU masks of up to 1024 CPUs (more: no steering) */
@@ -500,21 +503,25 @@ typedef struct pk_exec__fifo {
     size_t count;
 } pk_exec__fifo;
 
-/* A worker asleep on work_cv, on its own stack: see PLACEMENT. */
+/* An idle worker asleep, on its own stack, listed in `sleepers` (see WAKING). A waker takes it off
+   the list, sets `woken` and signals its own condition variable, so it knows exactly which workers
+   it woke, and can steer those (PLACEMENT). */
 typedef struct pk_exec__sleeper {
-    struct pk_exec__sleeper *prev, *next;
-    long tid;     /* the worker's thread id */
-    int nmask;    /* bytes of `mask` the kernel filled; 0 = unknown (no steering) */
-    int steered;  /* (mu) a map caller narrowed the worker's CPU mask: the worker restores `mask`
-                     as soon as it wakes */
-    unsigned long mask[PK_EXEC__MASK_WORDS]; /* the worker's CPU mask when it went to sleep */
+    struct pk_exec__sleeper *prev, *next; /* (mu) */
+    pthread_cond_t cv;  /* it waits here (work_cv if cv could not be made) */
+    pthread_cond_t *cvp;
+    int woken;          /* (mu) taken off the list by a waker */
+    long tid;           /* its thread id */
+    int nmask;          /* (mu) > 0: a waker narrowed its CPU mask; `mask` (nmask bytes) is the
+                           mask it had, which it restores at once when it wakes */
+    unsigned long mask[PK_EXEC__MASK_WORDS];
 } pk_exec__sleeper;
 
 struct pk_exec {
     pk_exec__slot slots[PK_EXEC__SLOTS]; /* first: the pool is 64-byte aligned, and so are they */
     void *mem;              /* the allocation the pool was aligned in */
     pthread_mutex_t mu;     /* protects everything marked (mu) */
-    pthread_cond_t work_cv; /* idle workers sleep here */
+    pthread_cond_t work_cv; /* idle workers whose own condition variable could not be made sleep here */
     pthread_cond_t idle_cv; /* wait_idle and destroy wait here */
     pthread_cond_t map_cv;  /* map owners wait here for their last helpers */
     pthread_t *threads;     /* (mu) [threads_cap]; the first nthreads are running */
@@ -540,8 +547,8 @@ struct pk_exec {
 
     long pid;               /* the process that made the pool: a fork()ed child's copy must not
                                steer, its sleepers' tids are the parent's threads */
-    unsigned sleeping;      /* atomic: workers in cond_wait on work_cv (changed under mu) */
-    pk_exec__sleeper *sleepers, *sleepers_tail; /* (mu) those workers, oldest first */
+    unsigned sleeping;      /* atomic: workers listed in `sleepers` (changed under mu) */
+    pk_exec__sleeper *sleepers, *sleepers_tail; /* (mu) asleep and not yet woken, oldest first */
     unsigned spinning;      /* atomic: workers polling gen */
     uint64_t gen;           /* atomic: publications */
     uint64_t busy_mask;     /* atomic: slots owned by a map */
@@ -863,47 +870,65 @@ static int pk_exec__maps_want_help(pk_exec *e)
     return 0;
 }
 
-/* PLACEMENT (see the top comment): narrows the CPU masks of the `want` oldest sleepers, the ones
-   work_cv wakes first (futex waiters are woken in arrival order), to their own masks minus the
-   calling CPU, unless that leaves them nothing or the map's participants (the caller and `helpers`)
-   outnumber their CPUs. Each restores its own mask as soon as it wakes. With mu held. */
-static void pk_exec__steer_locked(pk_exec *e, unsigned want, unsigned helpers)
+/* PLACEMENT (see the top comment): narrows sleeper s's CPU mask, as it is now, to that mask minus
+   `cpu`, the map caller's, unless that leaves it nothing or the map's participants (the caller and
+   `helpers`) outnumber its CPUs; saves the mask it had for the worker to restore. With mu held. */
+static void pk_exec__steer_locked(pk_exec__sleeper *s, unsigned cpu, unsigned helpers)
 {
 #ifdef PK_EXEC__STEER
     const unsigned bits = 8 * sizeof(unsigned long);
-    pk_exec__sleeper *s;
-    unsigned cpu = 0;
-    if (!e->sleepers || (long)getpid() != e->pid || syscall(SYS_getcpu, &cpu, NULL, NULL) != 0) return;
-    for (s = e->sleepers; s && want; s = s->next, want--) {
-        unsigned long m[PK_EXEC__MASK_WORDS];
-        unsigned w, ncpu = 0;
-        if (cpu >= (unsigned)s->nmask * 8 || !(s->mask[cpu / bits] & (1ul << (cpu % bits)))) continue;
-        for (w = 0; w < PK_EXEC__MASK_WORDS; w++) ncpu += (unsigned)__builtin_popcountl(s->mask[w]);
-        if (ncpu <= helpers) continue; /* more participants than CPUs: nothing to keep apart */
-        memcpy(m, s->mask, sizeof m);
-        m[cpu / bits] &= ~(1ul << (cpu % bits));
-        if (syscall(SYS_sched_setaffinity, s->tid, (size_t)s->nmask, m) == 0) s->steered = 1;
-    }
+    unsigned long m[PK_EXEC__MASK_WORDS];
+    unsigned w, ncpu = 0;
+    long n;
+    memset(s->mask, 0, sizeof s->mask);
+    n = syscall(SYS_sched_getaffinity, s->tid, sizeof s->mask, s->mask);
+    if (n <= 0 || cpu >= (unsigned long)n * 8 || !(s->mask[cpu / bits] & (1ul << (cpu % bits)))) return;
+    for (w = 0; w < PK_EXEC__MASK_WORDS; w++) ncpu += (unsigned)__builtin_popcountl(s->mask[w]);
+    if (ncpu <= helpers) return; /* more participants than CPUs: nothing to keep apart */
+    memcpy(m, s->mask, sizeof m);
+    m[cpu / bits] &= ~(1ul << (cpu % bits));
+    if (syscall(SYS_sched_setaffinity, s->tid, (size_t)n, m) == 0) s->nmask = (int)n;
 #else
-    (void)e;
-    (void)want;
+    (void)s;
+    (void)cpu;
     (void)helpers;
 #endif
 }
 
-/* Wakes up to `want` workers beyond those already spinning (for a map: see PLACEMENT). */
+/* Wakes up to k sleepers, oldest first: takes them off the list and signals each one's own
+   condition variable. With steer, a map's caller steers them first (PLACEMENT); `helpers` is how
+   many helpers the map wants. With mu held. */
+static void pk_exec__wake_locked(pk_exec *e, unsigned k, int steer, unsigned helpers)
+{
+    unsigned cpu = 0;
+#ifdef PK_EXEC__STEER
+    if (steer && syscall(SYS_getcpu, &cpu, NULL, NULL) != 0) steer = 0;
+#else
+    steer = 0;
+#endif
+    while (k-- && e->sleepers) {
+        pk_exec__sleeper *s = e->sleepers;
+        e->sleepers = s->next;
+        if (e->sleepers) e->sleepers->prev = NULL;
+        else e->sleepers_tail = NULL;
+        s->woken = 1;
+        PK_EXEC__SUB(&e->sleeping, 1);
+        if (steer) pk_exec__steer_locked(s, cpu, helpers);
+        if (s->cvp == &e->work_cv) pthread_cond_broadcast(&e->work_cv); /* shared: the others wait on */
+        else pthread_cond_signal(s->cvp);
+    }
+}
+
+/* A map's wake-up: up to `want` workers beyond those already spinning, steered (PLACEMENT). Not in
+   a fork()ed child: its copy of the pool has no workers, and a parent's thread may have held mu
+   at the fork. */
 static void pk_exec__wake(pk_exec *e, unsigned want)
 {
-    unsigned sp = PK_EXEC__LD(&e->spinning), sl, helpers = want;
+    unsigned sp = PK_EXEC__LD(&e->spinning), helpers = want;
     if (want <= sp) return;
-    want -= sp;
-    if (PK_EXEC__LD(&e->sleeping) == 0) return;
+    if (PK_EXEC__LD(&e->sleeping) == 0 || (long)getpid() != e->pid) return;
     pthread_mutex_lock(&e->mu);
-    sl = PK_EXEC__LDR(&e->sleeping);
-    pk_exec__steer_locked(e, want < sl ? want : sl, helpers);
-    if (want >= sl) pthread_cond_broadcast(&e->work_cv);
-    else
-        while (want--) pthread_cond_signal(&e->work_cv);
+    pk_exec__wake_locked(e, want - sp, 1, helpers);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -976,7 +1001,7 @@ static void pk_exec__notify_idle(pk_exec *e)
     if (e->idle_waiters && !e->queued && !e->running && !e->dropping) pthread_cond_broadcast(&e->idle_cv);
     if (pk_exec__drained(e)) { /* the workers that stayed for running tasks' submits may leave */
         PK_EXEC__ADD(&e->gen, 1);
-        pthread_cond_broadcast(&e->work_cv);
+        pk_exec__wake_locked(e, ~0u, 0, 0);
     }
 }
 
@@ -1071,6 +1096,7 @@ static void *pk_exec__worker(void *arg)
     pk_exec__frame self;
     pk_exec__sleeper me;
     memset(&me, 0, sizeof me);
+    me.cvp = pthread_cond_init(&me.cv, NULL) == 0 ? &me.cv : &e->work_cv;
 #ifdef PK_EXEC__STEER
     me.tid = syscall(SYS_gettid);
 #endif
@@ -1123,42 +1149,37 @@ static void *pk_exec__worker(void *arg)
         } else {
             PK_EXEC__SUB(&e->spinning, 1);
         }
-#ifdef PK_EXEC__STEER
-        /* read each time: what to restore if a map caller narrows it (a result < 0 = unknown) */
-        memset(me.mask, 0, sizeof me.mask);
-        me.nmask = (int)syscall(SYS_sched_getaffinity, 0, sizeof me.mask, me.mask);
-        if (me.nmask < 0) me.nmask = 0;
-#endif
         pthread_mutex_lock(&e->mu);
         PK_EXEC__ADD(&e->sleeping, 1);
-        me.steered = 0;
+        me.woken = 0;
+        me.nmask = 0;
         me.next = NULL;
         me.prev = e->sleepers_tail;
         if (me.prev) me.prev->next = &me;
         else e->sleepers = &me;
         e->sleepers_tail = &me;
-        /* woken steered: out even if the map is over, so that the mask is restored below */
-        while (!me.steered && !pk_exec__drained(e) && !e->queued && !pk_exec__maps_want_help(e))
-            pthread_cond_wait(&e->work_cv, &e->mu);
-        if (me.prev) me.prev->next = me.next;
-        else e->sleepers = me.next;
-        if (me.next) me.next->prev = me.prev;
-        else e->sleepers_tail = me.prev;
-        PK_EXEC__SUB(&e->sleeping, 1);
+        /* out when a waker took it (even if its map is over by now: the mask is restored below) */
+        while (!me.woken && !pk_exec__drained(e) && !e->queued && !pk_exec__maps_want_help(e))
+            pthread_cond_wait(me.cvp, &e->mu);
+        if (!me.woken) { /* found work on its own (woken by another's signal on work_cv, or spuriously) */
+            if (me.prev) me.prev->next = me.next;
+            else e->sleepers = me.next;
+            if (me.next) me.next->prev = me.prev;
+            else e->sleepers_tail = me.prev;
+            PK_EXEC__SUB(&e->sleeping, 1);
+        }
         pthread_mutex_unlock(&e->mu);
 #ifdef PK_EXEC__TEST_WOKEN
-        PK_EXEC__TEST_WOKEN(me.steered); /* private: tests read the mask the worker woke with */
+        PK_EXEC__TEST_WOKEN(me.nmask > 0); /* private: tests read the mask the worker woke with */
 #endif
 #ifdef PK_EXEC__STEER
         /* The kernel placed it at the wake-up; widening the mask now does not move it. At once, not
            after the map: its items may make threads (which inherit the mask) or set a mask. */
-        if (me.steered) {
-            (void)syscall(SYS_sched_setaffinity, 0, (size_t)me.nmask, me.mask);
-            me.steered = 0;
-        }
+        if (me.nmask > 0) (void)syscall(SYS_sched_setaffinity, 0, (size_t)me.nmask, me.mask);
 #endif
         idle_since = 0; /* woken for work: a fresh spin budget */
     }
+    if (me.cvp == &me.cv) pthread_cond_destroy(&me.cv);
     pk_exec__frames = self.up;
     return NULL;
 }
@@ -1190,7 +1211,7 @@ static void pk_exec__stop(pk_exec *e)
     pthread_mutex_lock(&e->mu);
     PK_EXEC__ST(&e->stopping, 1);
     PK_EXEC__ADD(&e->gen, 1); /* spinning workers poll only gen: without this, join waits out spin_ns */
-    pthread_cond_broadcast(&e->work_cv);
+    pk_exec__wake_locked(e, ~0u, 0, 0);
     n = e->nthreads;
     pthread_mutex_unlock(&e->mu);
     for (i = 0; i < n; i++) pthread_join(e->threads[i], NULL);
@@ -1395,6 +1416,7 @@ static pk_exec *pk_exec__shared_get(unsigned want_threads)
         PK_EXEC_SHARED_MAX_THREADS < PK_EXEC_MAX_THREADS ? PK_EXEC_SHARED_MAX_THREADS : PK_EXEC_MAX_THREADS;
     pk_exec *e = __atomic_load_n(&pk_exec__shared, __ATOMIC_ACQUIRE);
     unsigned ncpu, target;
+    if (e && e->pid != (long)getpid()) return NULL; /* a fork()ed child's copy: no workers, locks maybe held */
     if (want_threads > limit) want_threads = limit;
     if (e && PK_EXEC__LDR(&e->nthreads) >= want_threads) return e;
     pthread_mutex_lock(&pk_exec__shared_mu);
@@ -1535,7 +1557,7 @@ PK_EXEC_DEF int pk_exec_submit_opts(pk_exec *e, void (*fn)(void *arg), void *arg
         /* Wake a sleeper whenever there is one, even if workers are spinning: a spinner may join a
            map that opens next instead, and the task would then wait for that map to end (or
            forever, if the map's items wait for the task). */
-        if (PK_EXEC__LDR(&e->sleeping)) pthread_cond_signal(&e->work_cv);
+        pk_exec__wake_locked(e, 1, 0, 0);
     }
     e->dropping += k;
     pthread_mutex_unlock(&e->mu);

@@ -365,6 +365,84 @@ static void test_forked_child_does_not_steer_the_parents_workers(void)
     PK_CHECK_EQ(threads_not_on(&all), 0);
 }
 
+/* Every thread confined to one CPU while the worker sleeps (what `taskset -a -p` does): the map
+   that wakes it must neither move it off that CPU nor widen its mask afterwards. */
+static void all_threads_to(const cpu_set_t *m)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    if (!d) return;
+    while ((de = readdir(d)) != NULL)
+        if (atol(de->d_name) > 0) sched_setaffinity((pid_t)atol(de->d_name), sizeof *m, m);
+    closedir(d);
+}
+
+static void test_mask_changed_while_asleep_is_kept(void)
+{
+    cpu_set_t all, one;
+    pk_exec *e = NULL;
+    pk_exec_config cfg;
+    int cpu, k;
+    PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 1;
+    cfg.spin_ns = 1000;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    settle(); /* the worker sleeps with every CPU */
+    cpu = sched_getcpu();
+    PK_CHECK(cpu >= 0);
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    all_threads_to(&one);
+    PK_CHECK_EQ(threads_not_on(&one), 0);
+    PK_CHECK_EQ(map_meeting(e, 2), 0);
+    PK_CHECK(run.worker[0] || run.worker[1]);
+    for (k = 0; k < 2; k++)
+        if (run.worker[k]) PK_CHECK(CPU_EQUAL(&run.mask[k], &one));
+    for (snapshot(), k = 0; k < nsnap; k++) PK_CHECK_EQ(snap[k].steered, 0); /* its only CPU: left alone */
+    pk_test_sleep_ns(20000000);
+    PK_CHECK_EQ(threads_not_on(&one), 0);
+    all_threads_to(&all);
+    pk_exec_destroy(e);
+}
+
+/* A fork()ed child's pk_exec_parallel_map runs on its caller alone and never blocks on a lock that
+   one of the parent's workers held at the fork (the parent keeps its shared pool waking and
+   sleeping meanwhile). A child stuck for 2 s is killed by its alarm and counted. */
+static int churn_stop;
+static void *churn(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&churn_stop, __ATOMIC_SEQ_CST)) {
+        pk_exec_parallel_map(2, tiny_fn, NULL, 2, NULL);
+        pk_test_sleep_ns(60000); /* longer than spin_ns: the worker sleeps and is woken each time */
+    }
+    return NULL;
+}
+
+static void test_forked_children_never_hang(void)
+{
+    pthread_t t;
+    int i, hung = 0, forks = (int)pk_test_scale(200);
+    PK_CHECK_EQ(pk_exec_parallel_map(2, tiny_fn, NULL, 2, NULL), 0);
+    PK_CHECK_EQ(pthread_create(&t, NULL, churn, NULL), 0);
+    for (i = 0; i < forks; i++) {
+        int st = 0;
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(2);
+            _exit(pk_exec_parallel_map(4, tiny_fn, NULL, 2, NULL) != 0);
+        }
+        PK_CHECK(pid > 0);
+        if (pid <= 0) break;
+        PK_CHECK_EQ(waitpid(pid, &st, 0), pid);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) hung++;
+    }
+    __atomic_store_n(&churn_stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(t, NULL);
+    PK_CHECK_MSG(hung == 0, "%d of %d forked children hung or failed", hung, forks);
+}
+
 int main(void)
 {
     cpu_set_t all;
@@ -381,5 +459,7 @@ int main(void)
     PK_TEST(test_worker_woken_for_a_finished_map_restores);
     PK_TEST(test_items_on_a_woken_helper_see_its_own_mask);
     PK_TEST(test_forked_child_does_not_steer_the_parents_workers);
+    PK_TEST(test_mask_changed_while_asleep_is_kept);
+    PK_TEST(test_forked_children_never_hang);
     return pk_test_main_end();
 }
