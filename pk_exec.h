@@ -371,6 +371,9 @@ extern long syscall(long number, ...); /* not declared under strict -std=c99 + _
 #ifndef PK_EXEC_MAX_THREADS
 #define PK_EXEC_MAX_THREADS 4096
 #endif
+#ifndef PK_EXEC__COND_INIT /* private: tests make it fail, to run the work_cv fallback */
+#define PK_EXEC__COND_INIT(cv) pthread_cond_init(cv, NULL)
+#endif
 #ifndef PK_EXEC_SPIN_NS
 #define PK_EXEC_SPIN_NS 50000u
 #endif
@@ -1093,10 +1096,11 @@ static void *pk_exec__worker(void *arg)
     pk_exec *e = (pk_exec *)arg;
     uint64_t idle_since = 0; /* when this worker last found nothing to do; 0 = it just worked */
     int helped = 0;          /* the last thing done was helping a map */
+    int waited;
     pk_exec__frame self;
     pk_exec__sleeper me;
     memset(&me, 0, sizeof me);
-    me.cvp = pthread_cond_init(&me.cv, NULL) == 0 ? &me.cv : &e->work_cv;
+    me.cvp = PK_EXEC__COND_INIT(&me.cv) == 0 ? &me.cv : &e->work_cv;
 #ifdef PK_EXEC__STEER
     me.tid = syscall(SYS_gettid);
 #endif
@@ -1158,10 +1162,16 @@ static void *pk_exec__worker(void *arg)
         if (me.prev) me.prev->next = &me;
         else e->sleepers = &me;
         e->sleepers_tail = &me;
-        /* out when a waker took it (even if its map is over by now: the mask is restored below) */
-        while (!me.woken && !pk_exec__drained(e) && !e->queued && !pk_exec__maps_want_help(e))
+        /* Out when a waker took it (even if its map is over by now: the mask is restored below), or
+           when it sees work itself: before waiting, or after a spurious wake-up. Not after a wake-up
+           on the shared work_cv meant for another: that sleeper is the one woken (and steered). */
+        for (waited = 0; !me.woken; waited = 1) {
+            if ((!waited || me.cvp != &e->work_cv) &&
+                (pk_exec__drained(e) || e->queued || pk_exec__maps_want_help(e)))
+                break;
             pthread_cond_wait(me.cvp, &e->mu);
-        if (!me.woken) { /* found work on its own (woken by another's signal on work_cv, or spuriously) */
+        }
+        if (!me.woken) { /* found work on its own */
             if (me.prev) me.prev->next = me.next;
             else e->sleepers = me.next;
             if (me.next) me.next->prev = me.prev;
@@ -1416,9 +1426,10 @@ static pk_exec *pk_exec__shared_get(unsigned want_threads)
         PK_EXEC_SHARED_MAX_THREADS < PK_EXEC_MAX_THREADS ? PK_EXEC_SHARED_MAX_THREADS : PK_EXEC_MAX_THREADS;
     pk_exec *e = __atomic_load_n(&pk_exec__shared, __ATOMIC_ACQUIRE);
     unsigned ncpu, target;
-    if (e && e->pid != (long)getpid()) return NULL; /* a fork()ed child's copy: no workers, locks maybe held */
     if (want_threads > limit) want_threads = limit;
-    if (e && PK_EXEC__LDR(&e->nthreads) >= want_threads) return e;
+    if (e && PK_EXEC__LDR(&e->nthreads) >= want_threads) return e; /* in a fork()ed child too: its
+                                                                       maps wake no one (pk_exec__wake) */
+    if (e && e->pid != (long)getpid()) return NULL; /* a child's copy: no workers, locks maybe held */
     pthread_mutex_lock(&pk_exec__shared_mu);
     e = pk_exec__shared;
     if (!e) {

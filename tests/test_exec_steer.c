@@ -43,6 +43,9 @@ static void snapshot(void)
     pthread_mutex_unlock(&woke_mu);
 }
 #define PK_EXEC__TEST_WOKEN(steered) on_woken(steered)
+/* workers made while this is set get no condition variable of their own: the work_cv fallback */
+static int no_own_cv;
+#define PK_EXEC__COND_INIT(cv) (__atomic_load_n(&no_own_cv, __ATOMIC_SEQ_CST) ? EAGAIN : pthread_cond_init(cv, NULL))
 #define PK_EXEC_IMPLEMENTATION
 #include "../pk_exec.h"
 
@@ -443,6 +446,47 @@ static void test_forked_children_never_hang(void)
     PK_CHECK_MSG(hung == 0, "%d of %d forked children hung or failed", hung, forks);
 }
 
+/* Workers without a condition variable of their own (pthread_cond_init failed) share work_cv: a
+   map that wakes one of them wakes that one only (the others go back to sleep), and it is the one
+   the map steered; tasks still run exactly once. */
+static int task_runs;
+static void count_task(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&task_runs, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_shared_cv_fallback_wakes_the_steered_one(void)
+{
+    pk_exec *e = NULL;
+    pk_exec_config cfg;
+    int round, k, i;
+    __atomic_store_n(&no_own_cv, 1, __ATOMIC_SEQ_CST);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 3;
+    cfg.spin_ns = 1000;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    settle(); /* every worker has started (and fallen asleep) before the flag is cleared */
+    __atomic_store_n(&no_own_cv, 0, __ATOMIC_SEQ_CST);
+    for (round = 0; round < 10; round++) {
+        settle();
+        PK_CHECK_EQ(map_meeting(e, 2), 0);
+        PK_CHECK_EQ(__atomic_load_n(&run.started, __ATOMIC_SEQ_CST), 2);
+        pk_test_sleep_ns(20000000);
+        snapshot();
+        PK_CHECK_MSG(nsnap == 1, "round %d: %d workers woke for a map that wanted one", round, nsnap);
+        for (k = 0; k < nsnap; k++) PK_CHECK_EQ(snap[k].steered, 1);
+    }
+    __atomic_store_n(&task_runs, 0, __ATOMIC_SEQ_CST);
+    for (i = 0; i < 200; i++) {
+        PK_CHECK_EQ(pk_exec_submit(e, count_task, NULL), 0);
+        if (i % 50 == 0) pk_test_sleep_ns(2000000); /* let them fall asleep between some */
+    }
+    pk_exec_wait_idle(e);
+    PK_CHECK_EQ(__atomic_load_n(&task_runs, __ATOMIC_SEQ_CST), 200);
+    pk_exec_destroy(e);
+}
+
 int main(void)
 {
     cpu_set_t all;
@@ -461,5 +505,6 @@ int main(void)
     PK_TEST(test_forked_child_does_not_steer_the_parents_workers);
     PK_TEST(test_mask_changed_while_asleep_is_kept);
     PK_TEST(test_forked_children_never_hang);
+    PK_TEST(test_shared_cv_fallback_wakes_the_steered_one);
     return pk_test_main_end();
 }
