@@ -917,7 +917,8 @@ static void pk_exec__wake_locked(pk_exec *e, unsigned k, int steer, unsigned hel
         s->woken = 1;
         PK_EXEC__SUB(&e->sleeping, 1);
         if (steer) pk_exec__steer_locked(s, cpu, helpers);
-        if (s->cvp == &e->work_cv) pthread_cond_broadcast(&e->work_cv); /* shared: the others wait on */
+        if (s->cvp == &e->work_cv) pthread_cond_broadcast(&e->work_cv); /* the other fallback sleepers
+                                                                            go back to waiting */
         else pthread_cond_signal(s->cvp);
     }
 }
