@@ -141,7 +141,8 @@ int main(void)
         If the shared pool cannot be made (out of memory or threads), the items run on the calling
         thread alone, with the same results. Safe to call from many threads at once and from inside
         items. After fork() only the thread that forked exists in the child: call it there only if
-        the parent never used it, or accept that the child runs items on its caller only.
+        the parent never used it, or accept that the child runs items on its caller only. A child
+        forked from inside an item must not return into that map (its helpers are the parent's).
 
    int  pk_exec_submit(pk_exec *e, void (*fn)(void *arg), void *arg)
         = pk_exec_submit_opts(e, fn, arg, NULL): NORMAL priority, no deadline, no on_drop.
@@ -841,6 +842,8 @@ static void pk_exec__leave(pk_exec *e, pk_exec__slot *s)
     }
 }
 
+static void pk_exec__pass_on(pk_exec *e);
+
 /* Joins one open map with room, runs its items, leaves. Returns 1 if it joined one. */
 static int pk_exec__help_one(pk_exec *e)
 {
@@ -852,6 +855,7 @@ static int pk_exec__help_one(pk_exec *e)
         open &= open - 1;
         while ((st & PK_EXEC__OPEN) && PK_EXEC__HELPERS(st) < PK_EXEC__MAXH(st)) {
             if (__atomic_compare_exchange_n(&s->state, &st, st + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                pk_exec__pass_on(e);
                 pk_exec__run_items(e, s, &s->job, __atomic_add_fetch(&s->job.joins, 1, __ATOMIC_RELAXED));
                 pk_exec__leave(e, s);
                 return 1;
@@ -921,6 +925,20 @@ static void pk_exec__wake_locked(pk_exec *e, unsigned k, int steer, unsigned hel
                                                                             go back to waiting */
         else pthread_cond_signal(s->cvp);
     }
+}
+
+/* Called by a worker that just took work. A publisher wakes sleepers only for the work spinning
+   workers cannot take, and two publishers at once (two maps, or a submit and a map) may count the
+   same spinners, which then all go to one of them: the other's work waits while a worker sleeps.
+   So a worker that takes work wakes one more sleeper when none spins and work still waits; that
+   one does the same, until the work is covered or the sleepers run out. Two loads otherwise. */
+static void pk_exec__pass_on(pk_exec *e)
+{
+    if (!PK_EXEC__LD(&e->sleeping) || PK_EXEC__LD(&e->spinning)) return;
+    if (!PK_EXEC__LDR(&e->queued) && !pk_exec__maps_want_help(e)) return;
+    pthread_mutex_lock(&e->mu);
+    pk_exec__wake_locked(e, 1, 0, 0);
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* A map's wake-up: up to `want` workers beyond those already spinning, steered (PLACEMENT). Not in
@@ -1122,6 +1140,9 @@ static void *pk_exec__worker(void *arg)
             int stop = 0, worked = 0;
             pthread_mutex_lock(&e->mu);
             if (e->queued) {
+                /* as pk_exec__pass_on, for a map left waiting while this worker takes the task */
+                if (e->sleepers && !PK_EXEC__LD(&e->spinning) && pk_exec__maps_want_help(e))
+                    pk_exec__wake_locked(e, 1, 0, 0);
                 pk_exec__run_next_locked(e);
                 worked = 1;
             } else if (pk_exec__drained(e)) {
@@ -1420,6 +1441,7 @@ PK_EXEC_DEF int pk_exec_map_range(pk_exec *e, size_t n, pk_exec_range_fn fn, voi
    pthread_once, so that a failed creation is retried by a later call instead of being final). */
 static pk_exec *pk_exec__shared;
 static pthread_mutex_t pk_exec__shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static long pk_exec__shared_owner; /* atomic: pid of the process whose thread took shared_mu last */
 
 static pk_exec *pk_exec__shared_get(unsigned want_threads)
 {
@@ -1431,7 +1453,13 @@ static pk_exec *pk_exec__shared_get(unsigned want_threads)
     if (e && PK_EXEC__LDR(&e->nthreads) >= want_threads) return e; /* in a fork()ed child too: its
                                                                        maps wake no one (pk_exec__wake) */
     if (e && e->pid != (long)getpid()) return NULL; /* a child's copy: no workers, locks maybe held */
-    pthread_mutex_lock(&pk_exec__shared_mu);
+    if (pthread_mutex_trylock(&pk_exec__shared_mu) != 0) {
+        /* Held by another thread of this process: wait for it. In a fork()ed child it may be held
+           by a parent's thread that does not exist here (the pid says so): run alone instead. */
+        if (__atomic_load_n(&pk_exec__shared_owner, __ATOMIC_ACQUIRE) != (long)getpid()) return NULL;
+        pthread_mutex_lock(&pk_exec__shared_mu);
+    }
+    __atomic_store_n(&pk_exec__shared_owner, (long)getpid(), __ATOMIC_RELEASE);
     e = pk_exec__shared;
     if (!e) {
         /* one thread first, then as many more as the system gives (below): a thread limit then

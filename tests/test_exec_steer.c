@@ -1,8 +1,9 @@
-/* test_exec_steer.c — pk_exec.h's placement of woken helpers (Linux): a map that wakes a sleeping
-   worker narrows that worker's CPU mask to its own minus the caller's CPU, so the kernel cannot
-   queue it behind its caller, and the worker restores its own mask as soon as it wakes, before it
-   runs anything, even when the map is over by then. A private
-   hook (PK_EXEC__TEST_WOKEN) reports the mask each worker woke with, before it restores it.
+/* test_exec_steer.c — how pk_exec.h wakes its workers. Placement (Linux): a map that wakes a
+   sleeping worker narrows that worker's CPU mask to its own minus the caller's CPU, so the kernel
+   cannot queue it behind its caller, and the worker restores its own mask as soon as it wakes,
+   before it runs anything, even when the map is over by then. A private hook (PK_EXEC__TEST_WOKEN)
+   reports the mask each worker woke with, before it restores it. Also: wake-ups are passed on when
+   spinners counted by two publishers went elsewhere, the shared-cv fallback, and fork()ed children.
    Needs a process allowed on 2 CPUs or more; with fewer it says so and checks only that maps work. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -46,6 +47,17 @@ static void snapshot(void)
 /* workers made while this is set get no condition variable of their own: the work_cv fallback */
 static int no_own_cv;
 #define PK_EXEC__COND_INIT(cv) (__atomic_load_n(&no_own_cv, __ATOMIC_SEQ_CST) ? EAGAIN : pthread_cond_init(cv, NULL))
+/* while set, making a worker thread takes 100 ms (the shared pool's creation holds its lock meanwhile) */
+static int slow_create;
+static int slow_thread_create(pthread_t *t, void *(*start)(void *), void *arg)
+{
+    if (__atomic_load_n(&slow_create, __ATOMIC_SEQ_CST)) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    return pthread_create(t, NULL, start, arg);
+}
+#define PK_EXEC_THREAD_CREATE(t, start, arg) slow_thread_create(t, start, arg)
 #define PK_EXEC_IMPLEMENTATION
 #include "../pk_exec.h"
 
@@ -487,10 +499,115 @@ static void test_shared_cv_fallback_wakes_the_steered_one(void)
     pk_exec_destroy(e);
 }
 
+/* A fork()ed child's pk_exec_parallel_map while the parent is still making the shared pool (its
+   lock held by a parent's thread that does not exist in the child): the child runs alone. Must run
+   before anything else in this process makes the shared pool. */
+static int slow_tiny(void *ctx, size_t i)
+{
+    (void)ctx;
+    (void)i;
+    return 0;
+}
+static void *first_parallel_map(void *arg)
+{
+    (void)arg;
+    pk_exec_parallel_map(4, slow_tiny, NULL, 2, NULL);
+    return NULL;
+}
+
+static void test_fork_while_shared_pool_is_made(void)
+{
+    pthread_t t;
+    pid_t pid;
+    int st = 0;
+    __atomic_store_n(&slow_create, 1, __ATOMIC_SEQ_CST);
+    PK_CHECK_EQ(pthread_create(&t, NULL, first_parallel_map, NULL), 0);
+    pk_test_sleep_ns(30000000); /* it holds the shared pool's lock, making a thread */
+    pid = fork();
+    if (pid == 0) {
+        alarm(2);
+        _exit(pk_exec_parallel_map(4, slow_tiny, NULL, 2, NULL) != 0);
+    }
+    PK_CHECK(pid > 0);
+    if (pid > 0) PK_CHECK_EQ(waitpid(pid, &st, 0), pid);
+    PK_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child hung (status %d)", st);
+    pthread_join(t, NULL);
+    __atomic_store_n(&slow_create, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Two maps opened at once (one nested in the other's item) both count the same spinning workers,
+   which all go to the outer map: the inner map's wake-up must still reach the sleeping worker
+   (passed on by the workers that joined), or its two items, which wait for each other, never
+   meet. Workers: one more than may spin, so exactly one sleeps. */
+static pk_exec *nest_pool;
+static pthread_t nest_caller;
+static int nest_met, nest_done;
+static int nest_meet(void *ctx, size_t i)
+{
+    uint64_t t0 = pk_test_now_ns();
+    (void)ctx;
+    (void)i;
+    __atomic_add_fetch(&nest_met, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&nest_met, __ATOMIC_SEQ_CST) < 2) {
+        if (pk_test_now_ns() - t0 > 2000000000u) return -ETIMEDOUT;
+        sched_yield();
+    }
+    return 0;
+}
+static int nest_outer(void *ctx, size_t i)
+{
+    (void)ctx;
+    (void)i;
+    if (pthread_equal(pthread_self(), nest_caller)) {
+        pk_exec_map_opts o;
+        int rc;
+        memset(&o, 0, sizeof o);
+        o.concurrency = 2;
+        o.grain = 1;
+        rc = pk_exec_map(nest_pool, 2, nest_meet, NULL, &o);
+        __atomic_store_n(&nest_done, 1, __ATOMIC_SEQ_CST);
+        return rc;
+    } else {
+        uint64_t t0 = pk_test_now_ns();
+        while (!__atomic_load_n(&nest_done, __ATOMIC_SEQ_CST) && pk_test_now_ns() - t0 < 5000000000u)
+            pk_test_sleep_ns(1000000);
+        return 0;
+    }
+}
+
+static void test_wake_passed_on_when_spinners_went_elsewhere(void)
+{
+    pk_exec_config cfg;
+    pk_exec_map_opts o;
+    unsigned ncpu = pk_exec__ncpu();
+    int round;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = ncpu + 1;
+    cfg.spin_ns = 20000000000ull; /* the spinners keep spinning through the test */
+    PK_CHECK_EQ(pk_exec_create(&nest_pool, &cfg), 0);
+    nest_caller = pthread_self();
+    for (round = 0; round < 3; round++) {
+        uint64_t t0;
+        pk_test_sleep_ns(100000000); /* ncpu workers spin, one sleeps */
+        __atomic_store_n(&nest_met, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&nest_done, 0, __ATOMIC_SEQ_CST);
+        memset(&o, 0, sizeof o);
+        o.concurrency = ncpu + 1;
+        o.grain = 1;
+        t0 = pk_test_now_ns();
+        PK_CHECK_MSG(pk_exec_map(nest_pool, ncpu + 1, nest_outer, NULL, &o) == 0,
+                     "round %d: the inner map's items never met (no helper woken)", round);
+        PK_CHECK(pk_test_now_ns() - t0 < 1500000000u);
+    }
+    pk_exec_destroy(nest_pool);
+}
+
 int main(void)
 {
     cpu_set_t all;
     pk_test_main_begin("test_exec_steer");
+    PK_TEST(test_fork_while_shared_pool_is_made); /* first: before the shared pool exists */
+    PK_TEST(test_wake_passed_on_when_spinners_went_elsewhere);
     if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) {
         printf("test_exec_steer: fewer than 2 CPUs allowed: placement not exercised\n");
         PK_TEST(test_oversubscribed_map_not_steered);
