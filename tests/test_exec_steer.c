@@ -100,6 +100,25 @@ static int threads_not_on(const cpu_set_t *want)
     return bad;
 }
 
+static int nothing(void *ctx, size_t i)
+{
+    (void)ctx;
+    (void)i;
+    return 0;
+}
+
+/* A pool of `threads` workers that fall asleep 1 us after they run out of work. */
+static pk_exec *sleepy_pool(unsigned threads)
+{
+    pk_exec *e = NULL;
+    pk_exec_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = threads;
+    cfg.spin_ns = 1000;
+    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    return e;
+}
+
 /* Lets every worker fall asleep (spin_ns is 1 us in these pools), then forgets earlier wake-ups. */
 static void settle(void)
 {
@@ -130,13 +149,9 @@ static void test_woken_helper_kept_off_the_callers_cpu(void)
 {
     cpu_set_t all, one, later;
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     int round, cpu, k, steered = 0;
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 1;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0); /* the worker inherits `all` */
+    e = sleepy_pool(1); /* the worker inherits `all` */
     for (round = 0; round < 5; round++) {
         cpu = sched_getcpu();
         PK_CHECK(cpu >= 0 && CPU_ISSET(cpu, &all));
@@ -174,15 +189,11 @@ static void test_oversubscribed_map_not_steered(void)
 {
     cpu_set_t all;
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     int k, items;
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
     items = CPU_COUNT(&all) + 1;
     if (items > 16) items = 16;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = (unsigned)items - 1;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    e = sleepy_pool((unsigned)items - 1);
     settle();
     PK_CHECK_EQ(map_meeting(e, items), 0);
     PK_CHECK_EQ(__atomic_load_n(&run.started, __ATOMIC_SEQ_CST), items);
@@ -200,13 +211,9 @@ static void test_task_wake_not_steered(void)
 {
     cpu_set_t all, seen;
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     int k;
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 1;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    e = sleepy_pool(1);
     settle();
     CPU_ZERO(&seen);
     PK_CHECK_EQ(pk_exec_submit(e, note_mask, &seen), 0);
@@ -224,17 +231,13 @@ static void test_confined_worker_keeps_its_mask(void)
 {
     cpu_set_t all, one;
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     int k, cpu = sched_getcpu();
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
     PK_CHECK(cpu >= 0);
     CPU_ZERO(&one);
     CPU_SET(cpu, &one);
     PK_CHECK_EQ(sched_setaffinity(0, sizeof one, &one), 0);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 1;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0); /* the worker inherits `one` */
+    e = sleepy_pool(1); /* the worker inherits `one` */
     settle();
     PK_CHECK_EQ(map_meeting(e, 2), 0);
     PK_CHECK_EQ(__atomic_load_n(&run.started, __ATOMIC_SEQ_CST), 2);
@@ -251,25 +254,14 @@ static void test_confined_worker_keeps_its_mask(void)
 
 /* A map over before its woken worker gets going: the worker still restores its mask rather than
    sleep on narrowed. */
-static int nothing(void *ctx, size_t i)
-{
-    (void)ctx;
-    (void)i;
-    return 0;
-}
-
 static void test_worker_woken_for_a_finished_map_restores(void)
 {
     cpu_set_t all;
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     pk_exec_map_opts o;
     int round, steered = 0, k;
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 1;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    e = sleepy_pool(1);
     memset(&o, 0, sizeof o);
     o.grain = 1;
     for (round = 0; round < 10; round++) {
@@ -310,15 +302,11 @@ static void test_items_on_a_woken_helper_see_its_own_mask(void)
 {
     cpu_set_t all, one;
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     pk_exec_map_opts o;
     int how, pinned = 0, k;
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
     while (pinned < CPU_SETSIZE - 1 && !CPU_ISSET(pinned, &all)) pinned++; /* the first allowed CPU */
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 1;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    e = sleepy_pool(1);
     memset(&o, 0, sizeof o);
     o.grain = 1;
     o.concurrency = 2;
@@ -356,24 +344,17 @@ static void test_items_on_a_woken_helper_see_its_own_mask(void)
 
 /* A fork()ed child's map must not touch the parent's workers (their thread ids are the parent's):
    after the child's map, the parent's sleeping worker still has its full mask. */
-static int tiny_fn(void *ctx, size_t i)
-{
-    (void)ctx;
-    (void)i;
-    return 0;
-}
-
 static void test_forked_child_does_not_steer_the_parents_workers(void)
 {
     cpu_set_t all;
     pid_t pid;
     int st = 0;
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
-    PK_CHECK_EQ(pk_exec_parallel_map(4, tiny_fn, NULL, 2, NULL), 0); /* the shared pool: 1+ workers */
+    PK_CHECK_EQ(pk_exec_parallel_map(4, nothing, NULL, 2, NULL), 0); /* the shared pool: 1+ workers */
     pk_test_sleep_ns(50000000);                                     /* asleep */
     PK_CHECK_EQ(threads_not_on(&all), 0);
     pid = fork();
-    if (pid == 0) _exit(pk_exec_parallel_map(4, tiny_fn, NULL, 2, NULL) != 0);
+    if (pid == 0) _exit(pk_exec_parallel_map(4, nothing, NULL, 2, NULL) != 0);
     PK_CHECK(pid > 0);
     PK_CHECK_EQ(waitpid(pid, &st, 0), pid);
     PK_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -396,13 +377,9 @@ static void test_mask_changed_while_asleep_is_kept(void)
 {
     cpu_set_t all, one;
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     int cpu, k;
     PK_CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 1;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    e = sleepy_pool(1);
     settle(); /* the worker sleeps with every CPU */
     cpu = sched_getcpu();
     PK_CHECK(cpu >= 0);
@@ -429,7 +406,7 @@ static void *churn(void *arg)
 {
     (void)arg;
     while (!__atomic_load_n(&churn_stop, __ATOMIC_SEQ_CST)) {
-        pk_exec_parallel_map(2, tiny_fn, NULL, 2, NULL);
+        pk_exec_parallel_map(2, nothing, NULL, 2, NULL);
         pk_test_sleep_ns(60000); /* longer than spin_ns: the worker sleeps and is woken each time */
     }
     return NULL;
@@ -439,14 +416,14 @@ static void test_forked_children_never_hang(void)
 {
     pthread_t t;
     int i, hung = 0, forks = (int)pk_test_scale(200);
-    PK_CHECK_EQ(pk_exec_parallel_map(2, tiny_fn, NULL, 2, NULL), 0);
+    PK_CHECK_EQ(pk_exec_parallel_map(2, nothing, NULL, 2, NULL), 0);
     PK_CHECK_EQ(pthread_create(&t, NULL, churn, NULL), 0);
     for (i = 0; i < forks; i++) {
         int st = 0;
         pid_t pid = fork();
         if (pid == 0) {
             alarm(2);
-            _exit(pk_exec_parallel_map(4, tiny_fn, NULL, 2, NULL) != 0);
+            _exit(pk_exec_parallel_map(4, nothing, NULL, 2, NULL) != 0);
         }
         PK_CHECK(pid > 0);
         if (pid <= 0) break;
@@ -471,13 +448,9 @@ static void count_task(void *arg)
 static void test_shared_cv_fallback_wakes_the_steered_one(void)
 {
     pk_exec *e = NULL;
-    pk_exec_config cfg;
     int round, k, i;
     __atomic_store_n(&no_own_cv, 1, __ATOMIC_SEQ_CST);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.threads = 3;
-    cfg.spin_ns = 1000;
-    PK_CHECK_EQ(pk_exec_create(&e, &cfg), 0);
+    e = sleepy_pool(3);
     settle(); /* every worker has started (and fallen asleep) before the flag is cleared */
     __atomic_store_n(&no_own_cv, 0, __ATOMIC_SEQ_CST);
     for (round = 0; round < 10; round++) {
@@ -502,16 +475,10 @@ static void test_shared_cv_fallback_wakes_the_steered_one(void)
 /* A fork()ed child's pk_exec_parallel_map while the parent is still making the shared pool (its
    lock held by a parent's thread that does not exist in the child): the child runs alone. Must run
    before anything else in this process makes the shared pool. */
-static int slow_tiny(void *ctx, size_t i)
-{
-    (void)ctx;
-    (void)i;
-    return 0;
-}
 static void *first_parallel_map(void *arg)
 {
     (void)arg;
-    pk_exec_parallel_map(4, slow_tiny, NULL, 2, NULL);
+    pk_exec_parallel_map(4, nothing, NULL, 2, NULL);
     return NULL;
 }
 
@@ -531,7 +498,7 @@ static void test_fork_while_shared_pool_is_made(void)
            parent's thread was making, unreachable in the child, as a leak */
         char c;
         alarm(2);
-        c = pk_exec_parallel_map(4, slow_tiny, NULL, 2, NULL) == 0 ? 'y' : 'n';
+        c = pk_exec_parallel_map(4, nothing, NULL, 2, NULL) == 0 ? 'y' : 'n';
         if (write(fd[1], &c, 1) != 1) _exit(3);
         _exit(0);
     }
